@@ -1,0 +1,235 @@
+"""The handlers' client for the sidecar: a pool of Unix-socket connections.
+
+A connection goes back to the pool only after the terminal frame of its call was read; on any other
+exit (an early ``break``, cancellation, an error) it is closed, and the sidecar sees EOF and cancels
+the work. A missing or dead socket is ``SidecarUnavailableError`` at once, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TypeVar
+
+from common.conversation import Conversation
+from common.errors import GatewayError, InternalError, ProtocolVersionError, SidecarUnavailableError
+from common.frames import FrameError, pack_frame, read_frame
+from common.protocol import (
+    PROTOCOL_MAJOR,
+    PROTOCOL_MINOR,
+    Complete,
+    CountTokens,
+    Event,
+    Failed,
+    Finished,
+    GetStats,
+    Hello,
+    HelloOk,
+    ListModels,
+    ModelInfo,
+    ModelList,
+    Ping,
+    Pong,
+    RawModels,
+    RawResult,
+    ReasoningDelta,
+    Reply,
+    Request,
+    Started,
+    Stats,
+    TextDelta,
+    TokenCount,
+    ToolCall,
+    decode_reply,
+    encode,
+    error_from_failed,
+)
+
+__all__ = ("SidecarClient",)
+
+log = logging.getLogger("lingma_gateway.client")
+
+T = TypeVar("T")
+_EVENT_TYPES = (Started, TextDelta, ReasoningDelta, ToolCall, Finished, Failed)
+
+CONNECT_TIMEOUT = 1.0
+UNARY_TIMEOUT = 30.0
+
+
+class _Connection:
+    __slots__ = ("reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def send(self, op: Request) -> None:
+        self.writer.write(pack_frame(encode(op)))
+        await self.writer.drain()
+
+    async def receive(self) -> Reply:
+        try:
+            body = await read_frame(self.reader)
+        except (FrameError, OSError) as exc:
+            raise SidecarUnavailableError(f"the sidecar connection broke: {exc}") from None
+        if body is None:
+            raise SidecarUnavailableError("the sidecar closed the connection")
+        return decode_reply(body)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+    @property
+    def usable(self) -> bool:
+        return not self.writer.is_closing() and not self.reader.at_eof()
+
+
+class SidecarClient:
+    """Pooled client; one call at a time per connection, so frames need no request ids."""
+
+    def __init__(self, path: str | Path, *, max_idle: int = 32, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.path = str(path)
+        self._idle: deque[_Connection] = deque()
+        self._max_idle = max_idle
+        self._connect_timeout = connect_timeout
+        self.connections_opened = 0
+        """How many connections this client has dialled; tests use it to see reuse."""
+
+    async def _connect(self) -> _Connection:
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                reader, writer = await asyncio.open_unix_connection(self.path)
+                conn = _Connection(reader, writer)
+                await conn.send(Hello(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR))
+                reply = await conn.receive()
+        except (OSError, TimeoutError) as exc:
+            reason = type(exc).__name__
+            raise SidecarUnavailableError(f"the sidecar is not reachable at its socket ({reason})") from None
+        if isinstance(reply, Failed):
+            conn.close()
+            raise error_from_failed(reply)
+        if not isinstance(reply, HelloOk):
+            conn.close()
+            raise InternalError("the sidecar answered the handshake with an unexpected frame")
+        if reply.major != PROTOCOL_MAJOR:
+            conn.close()
+            raise ProtocolVersionError(
+                f"sidecar protocol {reply.major}.{reply.minor} is incompatible with handler protocol "
+                f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
+            )
+        self.connections_opened += 1
+        return conn
+
+    async def _acquire(self) -> tuple[_Connection, bool]:
+        while self._idle:
+            conn = self._idle.popleft()
+            if conn.usable:
+                return conn, True
+            conn.close()
+        return await self._connect(), False
+
+    def _release(self, conn: _Connection) -> None:
+        if conn.usable and len(self._idle) < self._max_idle:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    async def _start(self, op: Request) -> tuple[_Connection, Reply]:
+        """Send ``op`` and read the first frame, retrying once on a pooled connection that went stale."""
+        conn, pooled = await self._acquire()
+        try:
+            await conn.send(op)
+            return conn, await conn.receive()
+        except (SidecarUnavailableError, OSError):
+            conn.close()
+            if not pooled:
+                raise SidecarUnavailableError("the sidecar closed the connection") from None
+        conn = await self._connect()
+        try:
+            await conn.send(op)
+            return conn, await conn.receive()
+        except BaseException:
+            conn.close()
+            raise
+
+    async def request(self, op: Request) -> Reply:
+        """A unary call: exactly one reply frame. ``Failed`` is raised as its ``GatewayError``."""
+        conn: _Connection | None = None
+        try:
+            async with asyncio.timeout(UNARY_TIMEOUT):
+                conn, reply = await self._start(op)
+        except TimeoutError:
+            if conn is not None:
+                conn.close()
+            raise SidecarUnavailableError("the sidecar did not answer in time") from None
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        self._release(conn)
+        if isinstance(reply, Failed):
+            raise error_from_failed(reply)
+        return reply
+
+    @contextlib.asynccontextmanager
+    async def stream(self, op: Complete) -> AsyncIterator[AsyncIterator[Event]]:
+        """Open a streamed call. Failures before the first frame raise here; later ones arrive as ``Failed``."""
+        conn, first = await self._start(op)
+        done = False
+        if isinstance(first, Failed):
+            self._release(conn)
+            raise error_from_failed(first)
+
+        async def frames() -> AsyncIterator[Event]:
+            nonlocal done
+            frame: Reply = first
+            while True:
+                if not isinstance(frame, _EVENT_TYPES):
+                    raise InternalError(f"unexpected frame {type(frame).__name__} in a stream")
+                yield frame
+                if isinstance(frame, (Finished, Failed)):
+                    done = True
+                    return
+                try:
+                    frame = await conn.receive()
+                except GatewayError as exc:
+                    frame = Failed(code="sidecar_unavailable", message=exc.message)
+
+        try:
+            yield frames()
+        finally:
+            if done:
+                self._release(conn)
+            else:
+                conn.close()
+
+    async def ping(self) -> Pong:
+        reply = await self.request(Ping())
+        return _expect(reply, Pong)
+
+    async def stats(self) -> str:
+        return _expect(await self.request(GetStats()), Stats).json
+
+    async def models(self) -> list[ModelInfo]:
+        return _expect(await self.request(ListModels()), ModelList).models
+
+    async def raw_models(self, instance: str | None) -> str:
+        return _expect(await self.request(RawModels(instance=instance)), RawResult).json
+
+    async def count_tokens(self, conversation: Conversation) -> int:
+        return _expect(await self.request(CountTokens(conversation=conversation)), TokenCount).input_tokens
+
+    async def aclose(self) -> None:
+        while self._idle:
+            self._idle.popleft().close()
+
+
+def _expect(reply: Reply, kind: type[T]) -> T:
+    if not isinstance(reply, kind):
+        raise InternalError(f"expected {kind.__name__} from the sidecar, got {type(reply).__name__}")
+    return reply

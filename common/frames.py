@@ -1,0 +1,82 @@
+"""Length-prefixed msgpack frames: a 4-byte big-endian length, then the body.
+
+The cap is checked before the body is read, so a corrupt or hostile length never allocates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = (
+    "MAX_FRAME",
+    "FrameDecoder",
+    "FrameError",
+    "FrameTooLargeError",
+    "TruncatedFrameError",
+    "pack_frame",
+    "read_frame",
+)
+
+MAX_FRAME = 64 * 1024 * 1024
+_HEADER = 4
+
+
+class FrameError(Exception):
+    """A frame that cannot be read; the connection must be dropped."""
+
+
+class FrameTooLargeError(FrameError):
+    pass
+
+
+class TruncatedFrameError(FrameError):
+    pass
+
+
+def pack_frame(body: bytes, *, max_frame: int = MAX_FRAME) -> bytes:
+    if len(body) > max_frame:
+        raise FrameTooLargeError(f"frame of {len(body)} bytes exceeds the {max_frame} byte cap")
+    return len(body).to_bytes(_HEADER, "big") + body
+
+
+async def read_frame(reader: asyncio.StreamReader, *, max_frame: int = MAX_FRAME) -> bytes | None:
+    """Read one frame body; ``None`` on a clean EOF between frames."""
+    try:
+        header = await reader.readexactly(_HEADER)
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise TruncatedFrameError("connection closed inside a frame header") from exc
+    size = int.from_bytes(header, "big")
+    if size > max_frame:
+        raise FrameTooLargeError(f"frame of {size} bytes exceeds the {max_frame} byte cap")
+    try:
+        return await reader.readexactly(size)
+    except asyncio.IncompleteReadError as exc:
+        raise TruncatedFrameError(f"connection closed after {len(exc.partial)} of {size} bytes") from exc
+
+
+class FrameDecoder:
+    """Incremental decoder for callers that receive bytes in arbitrary pieces."""
+
+    def __init__(self, *, max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        out: list[bytes] = []
+        while len(self._buf) >= _HEADER:
+            size = int.from_bytes(self._buf[:_HEADER], "big")
+            if size > self._max:
+                raise FrameTooLargeError(f"frame of {size} bytes exceeds the {self._max} byte cap")
+            if len(self._buf) < _HEADER + size:
+                break
+            out.append(bytes(self._buf[_HEADER : _HEADER + size]))
+            del self._buf[: _HEADER + size]
+        return out
+
+    def close(self) -> None:
+        """Declare the end of input; leftover bytes mean a truncated frame."""
+        if self._buf:
+            raise TruncatedFrameError(f"{len(self._buf)} bytes of an unfinished frame at end of input")

@@ -1,0 +1,222 @@
+"""The sidecar protocol: typed requests from handlers, typed frames back.
+
+A connection opens with ``Hello``; then each request gets either one reply frame (unary operations) or,
+for ``Complete``, one ``Started``, any number of event frames and exactly one terminal frame
+(``Finished`` or ``Failed``). Fields are only ever added, with defaults, so a newer minor version on
+either side is accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from common.conversation import Conversation
+from common.errors import GatewayError, error_for_code
+
+__all__ = (
+    "PROTOCOL_MAJOR",
+    "PROTOCOL_MINOR",
+    "Complete",
+    "CountTokens",
+    "Event",
+    "Failed",
+    "Finished",
+    "GetStats",
+    "Hello",
+    "HelloOk",
+    "ListModels",
+    "ModelInfo",
+    "ModelList",
+    "Ping",
+    "Pong",
+    "RawModels",
+    "RawResult",
+    "ReasoningDelta",
+    "Reply",
+    "Request",
+    "Started",
+    "Stats",
+    "TextDelta",
+    "TokenCount",
+    "ToolCall",
+    "Usage",
+    "decode_reply",
+    "decode_request",
+    "encode",
+    "error_from_failed",
+    "failed_from_error",
+)
+
+PROTOCOL_MAJOR = 1
+PROTOCOL_MINOR = 0
+
+
+class _Op(msgspec.Struct, tag_field="op", kw_only=True, omit_defaults=True):
+    pass
+
+
+class Hello(_Op, tag="hello"):
+    major: int
+    minor: int
+
+
+class Complete(_Op, tag="complete"):
+    conversation: Conversation
+    request_id: str = ""
+
+
+class CountTokens(_Op, tag="count_tokens"):
+    conversation: Conversation
+
+
+class ListModels(_Op, tag="list_models"):
+    pass
+
+
+class RawModels(_Op, tag="raw_models"):
+    instance: str | None = None
+
+
+class Ping(_Op, tag="ping"):
+    pass
+
+
+class GetStats(_Op, tag="get_stats"):
+    pass
+
+
+Request = Hello | Complete | CountTokens | ListModels | RawModels | Ping | GetStats
+
+
+class _Frame(msgspec.Struct, tag_field="t", kw_only=True, omit_defaults=True):
+    pass
+
+
+class HelloOk(_Frame, tag="hello_ok"):
+    major: int
+    minor: int
+
+
+class Started(_Frame, tag="started"):
+    model: str
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    instance: str = ""
+    session: Literal["fresh", "reused"] = "fresh"
+
+
+class TextDelta(_Frame, tag="text"):
+    text: str
+
+
+class ReasoningDelta(_Frame, tag="reasoning"):
+    text: str
+
+
+class ToolCall(_Frame, tag="tool_call"):
+    index: int
+    id: str
+    name: str
+    kind: Literal["function", "custom"] = "function"
+    arguments: str = ""
+    """JSON text for a function tool, raw text for a custom tool."""
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class Finished(_Frame, tag="finished"):
+    reason: Literal["stop", "tool_calls", "length", "cancelled"] = "stop"
+    usage: Usage = Usage()
+
+
+class Failed(_Frame, tag="failed"):
+    code: str
+    message: str
+    retry_after_s: float | None = None
+    upstream_status: int | None = None
+    detail_code: str | None = None
+    param: str | None = None
+
+
+class ModelInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    key: str
+    display_name: str = ""
+    is_default: bool = False
+    is_reasoning: bool = False
+    is_vision: bool = False
+    context_window: int | None = None
+
+
+class ModelList(_Frame, tag="models"):
+    models: list[ModelInfo]
+
+
+class RawResult(_Frame, tag="raw"):
+    json: str
+    """A JSON document passed through as text (raw upstream results, the stats object)."""
+
+
+class Pong(_Frame, tag="pong"):
+    ready: bool
+    instances_ready: int = 0
+
+
+class Stats(_Frame, tag="stats"):
+    json: str
+
+
+class TokenCount(_Frame, tag="token_count"):
+    input_tokens: int
+
+
+Event = Started | TextDelta | ReasoningDelta | ToolCall | Finished | Failed
+Reply = (
+    HelloOk | Started | TextDelta | ReasoningDelta | ToolCall | Finished | Failed | ModelList | RawResult | Pong | Stats
+) | TokenCount
+
+_encoder = msgspec.msgpack.Encoder()
+_request_decoder = msgspec.msgpack.Decoder(Request)
+_reply_decoder = msgspec.msgpack.Decoder(Reply)
+
+
+def encode(msg: Request | Reply) -> bytes:
+    return _encoder.encode(msg)
+
+
+def decode_request(body: bytes) -> Request:
+    request: Request = _request_decoder.decode(body)
+    return request
+
+
+def decode_reply(body: bytes) -> Reply:
+    reply: Reply = _reply_decoder.decode(body)
+    return reply
+
+
+def failed_from_error(exc: GatewayError) -> Failed:
+    return Failed(
+        code=exc.code,
+        message=exc.message,
+        retry_after_s=exc.retry_after_s,
+        upstream_status=exc.upstream_status,
+        detail_code=exc.detail_code,
+        param=exc.param,
+    )
+
+
+def error_from_failed(frame: Failed) -> GatewayError:
+    return error_for_code(
+        frame.code,
+        frame.message,
+        retry_after_s=frame.retry_after_s,
+        upstream_status=frame.upstream_status,
+        detail_code=frame.detail_code,
+        param=frame.param,
+    )

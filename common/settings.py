@@ -1,0 +1,260 @@
+"""Every setting the gateway reads, from the environment, validated in one place.
+
+Names are those of gateway-spec.md §3 and §7.2, so deployments of the predecessor move over unchanged.
+``load_settings`` collects every bad value before failing, so an operator fixes them all at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import msgspec
+
+__all__ = (
+    "SETTINGS_HELP",
+    "Account",
+    "Settings",
+    "SettingsError",
+    "default_data_dir",
+    "default_socket_path",
+    "load_settings",
+)
+
+MAX_SOCKET_PATH = 100
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; the message lists each one."""
+
+
+class Account(msgspec.Struct, frozen=True, kw_only=True):
+    username: str
+    password: str = ""
+    session_bundle: str | None = None
+    name: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Account(name={self.name!r})"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    api_keys: tuple[str, ...] = ()
+    admin_token: str = ""
+    metrics_token: str = ""
+    metrics_public: bool = False
+    lingma_bin: str = ""
+    lingma_work_dir: str = ""
+    lingma_socket_port: int = 37010
+    lingma_startup_timeout: float = 30.0
+    lingma_rpc_timeout: float = 300.0
+    lingma_accounts: tuple[Account, ...] = ()
+    lingma_session_bundle: str = ""
+    instance_count: int = 1
+    default_model: str = ""
+    default_ask_mode: Literal["chat", "agent"] = "chat"
+    model_aliases: tuple[tuple[str, str], ...] = ()
+    auto_login_enabled: bool = True
+    auto_login_headless: bool = True
+    auto_login_timeout: float = 120.0
+    auto_login_max_retry: int = 2
+    dedicated_domain_url: str = ""
+    gateway_max_in_flight: int = 32
+    gateway_queue_timeout_sec: float = 5.0
+    session_reuse_enabled: bool = True
+    session_cache_max_entries: int = 10000
+    session_cache_ttl_sec: float = 3600.0
+    tool_forward_enabled: bool = True
+    tool_allowlist: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    log_json: bool = False
+    gateway_data_dir: str = ""
+    gateway_socket: str = ""
+    gateway_socket_mode: int = 0o600
+    gateway_heartbeat_sec: float = 3.0
+    gateway_max_body_bytes: int = 16 * 1024 * 1024
+    gateway_instance_max_in_flight: int = 8
+    lingma_sim_scenario: str = ""
+
+    def __repr__(self) -> str:
+        return f"Settings(data_dir={self.data_dir!r}, socket={self.socket_path!r})"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.gateway_data_dir) if self.gateway_data_dir else default_data_dir(os.environ)
+
+    @property
+    def socket_path(self) -> Path:
+        return Path(self.gateway_socket) if self.gateway_socket else default_socket_path(os.environ, self.data_dir)
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.lingma_work_dir) if self.lingma_work_dir else self.data_dir / "instances"
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    xdg = env.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path(env.get("HOME", str(Path.home()))) / ".local" / "share"
+    return base / "lingma-gateway"
+
+
+def default_socket_path(env: Mapping[str, str], data_dir: Path) -> Path:
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime) / "lingma-gateway.sock"
+    return data_dir / "sidecar.sock"
+
+
+def _bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 65535:
+        raise ValueError("must be a port number between 1 and 65535")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _accounts(raw: str) -> tuple[Account, ...]:
+    try:
+        return tuple(msgspec.json.decode(raw.encode(), type=list[Account]))
+    except msgspec.DecodeError:
+        raise ValueError("expected a JSON list of {username, password, session_bundle?, name?}") from None
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"invalid account list: {exc}") from None
+
+
+def _aliases(raw: str) -> tuple[tuple[str, str], ...]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ValueError('expected a JSON object such as {"gpt-4o": "dashscope_qwen3_coder"}') from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ValueError("expected a JSON object of string to string")
+    return tuple(sorted(data.items()))
+
+
+def _ask_mode(raw: str) -> Literal["chat", "agent"]:
+    if raw == "chat":
+        return "chat"
+    if raw == "agent":
+        return "agent"
+    raise ValueError("expected chat or agent")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+def _octal_mode(raw: str) -> int:
+    value = int(raw, 8)
+    if value not in (0o600, 0o660):
+        raise ValueError("expected 600 (owner only) or 660 (owner and group)")
+    return value
+
+
+def _socket_path(raw: str) -> str:
+    if len(os.fsencode(raw)) > MAX_SOCKET_PATH:
+        raise ValueError(f"socket path is longer than {MAX_SOCKET_PATH} bytes")
+    return raw
+
+
+_Parser = Callable[[str], object]
+
+# (environment variable, field, parser, help text)
+_SPEC: tuple[tuple[str, str, _Parser, str], ...] = (
+    ("API_KEYS", "api_keys", _csv, "comma-separated client API keys; empty means open (loopback only)"),
+    ("ADMIN_TOKEN", "admin_token", str, "token for /internal/*; empty falls back to the API keys"),
+    ("METRICS_TOKEN", "metrics_token", str, "token for /metrics (the API keys also work)"),
+    ("METRICS_PUBLIC", "metrics_public", _bool, "serve /metrics without a token"),
+    ("LINGMA_BIN", "lingma_bin", str, "path of the Lingma binary; empty: discovered"),
+    ("LINGMA_WORK_DIR", "lingma_work_dir", str, "base directory of instance work dirs (default <data>/instances)"),
+    ("LINGMA_SOCKET_PORT", "lingma_socket_port", _port, "first Lingma WebSocket port"),
+    ("LINGMA_STARTUP_TIMEOUT", "lingma_startup_timeout", _positive_float, "seconds for a Lingma process to listen"),
+    ("LINGMA_RPC_TIMEOUT", "lingma_rpc_timeout", _positive_float, "seconds for a turn to finish"),
+    ("LINGMA_ACCOUNTS", "lingma_accounts", _accounts, "JSON list of {username, password, session_bundle?, name?}"),
+    ("LINGMA_SESSION_BUNDLE", "lingma_session_bundle", str, "base64 tar.gz of a logged-in work dir"),
+    ("INSTANCE_COUNT", "instance_count", _positive_int, "instances when no accounts are listed"),
+    ("DEFAULT_MODEL", "default_model", str, "model key used for unknown model names"),
+    ("DEFAULT_ASK_MODE", "default_ask_mode", _ask_mode, "chat or agent"),
+    ("MODEL_ALIASES", "model_aliases", _aliases, "JSON object mapping extra model names to Lingma keys"),
+    ("AUTO_LOGIN_ENABLED", "auto_login_enabled", _bool, "log in with a browser when an instance is logged out"),
+    ("AUTO_LOGIN_HEADLESS", "auto_login_headless", _bool, "run the login browser headless"),
+    ("AUTO_LOGIN_TIMEOUT", "auto_login_timeout", _positive_float, "seconds for one browser login"),
+    ("AUTO_LOGIN_MAX_RETRY", "auto_login_max_retry", int, "browser login attempts"),
+    ("DEDICATED_DOMAIN_URL", "dedicated_domain_url", str, "enterprise endpoint set before login"),
+    ("GATEWAY_MAX_IN_FLIGHT", "gateway_max_in_flight", _positive_int, "turns served at once across the pool"),
+    ("GATEWAY_INSTANCE_MAX_IN_FLIGHT", "gateway_instance_max_in_flight", _positive_int, "turns at once per instance"),
+    ("GATEWAY_QUEUE_TIMEOUT_SEC", "gateway_queue_timeout_sec", _positive_float, "seconds a request waits for a slot"),
+    ("SESSION_REUSE_ENABLED", "session_reuse_enabled", _bool, "continue upstream sessions on follow-up turns"),
+    ("SESSION_CACHE_MAX_ENTRIES", "session_cache_max_entries", _positive_int, "session cache size"),
+    ("SESSION_CACHE_TTL_SEC", "session_cache_ttl_sec", _positive_float, "session cache entry lifetime"),
+    ("TOOL_FORWARD_ENABLED", "tool_forward_enabled", _bool, "emulate caller-defined tools"),
+    ("TOOL_ALLOWLIST", "tool_allowlist", _csv, "comma-separated tool names offered to Lingma (empty: all)"),
+    ("LOG_LEVEL", "log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+    ("LOG_JSON", "log_json", _bool, "log JSON lines"),
+    ("GATEWAY_DATA_DIR", "gateway_data_dir", str, "data directory"),
+    ("GATEWAY_SOCKET", "gateway_socket", _socket_path, "sidecar Unix socket path (at most 100 bytes)"),
+    ("GATEWAY_SOCKET_MODE", "gateway_socket_mode", _octal_mode, "socket mode: 600, or 660 for split containers"),
+    ("GATEWAY_HEARTBEAT_SEC", "gateway_heartbeat_sec", _positive_float, "heartbeat interval while waiting"),
+    ("GATEWAY_MAX_BODY_BYTES", "gateway_max_body_bytes", _positive_int, "request body limit after decompression"),
+    ("LINGMA_SIM_SCENARIO", "lingma_sim_scenario", str, "simulator scenario file"),
+)
+
+SETTINGS_HELP: tuple[tuple[str, str], ...] = tuple((env, text) for env, _f, _p, text in _SPEC)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ``SettingsError`` naming each bad value (never the value)."""
+    source = os.environ if env is None else env
+    values: dict[str, object] = {}
+    problems: list[str] = []
+    for name, field, parse, _help in _SPEC:
+        raw = source.get(name)
+        if raw is None or (raw == "" and parse is not str):
+            continue
+        try:
+            values[field] = parse(raw)
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+    settings = msgspec.structs.replace(Settings(), **values)
+    path = settings.socket_path
+    if len(os.fsencode(str(path))) > MAX_SOCKET_PATH:
+        raise SettingsError(
+            f"invalid settings:\n  GATEWAY_SOCKET: the socket path is longer than {MAX_SOCKET_PATH} bytes; "
+            "set GATEWAY_SOCKET to a shorter path"
+        )
+    return settings

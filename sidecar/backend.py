@@ -1,0 +1,35 @@
+"""What the socket server needs from whatever serves turns: Lingma's pool, or a scripted test seam."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from common.conversation import Conversation
+from common.protocol import Complete, Event, ModelInfo
+
+__all__ = ("Backend",)
+
+
+class Backend(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def complete(self, op: Complete) -> AsyncIterator[Event]:
+        """Yield ``Started``, then events, then one terminal; raising ``GatewayError`` also ends the turn."""
+        ...
+
+    async def count_tokens(self, conversation: Conversation) -> int: ...
+
+    async def models(self) -> list[ModelInfo]: ...
+
+    async def raw_models(self, instance: str | None) -> str: ...
+
+    def readiness(self) -> tuple[bool, int]:
+        """Whether a turn could be served now, and how many instances are ready."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """The §7.5 stats object, minus what the server itself counts."""
+        ...

@@ -1,0 +1,275 @@
+"""The sidecar's Unix-socket server: handshake, per-connection dispatch, cancellation on EOF, drain.
+
+One call at a time per connection. While a turn streams, a watcher reads the socket: EOF means the
+handler went away, so the producer is cancelled and Lingma is told to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from common.errors import GatewayError, InternalError, UpstreamUnavailableError
+from common.frames import FrameError, pack_frame, read_frame
+from common.protocol import (
+    PROTOCOL_MAJOR,
+    PROTOCOL_MINOR,
+    Complete,
+    CountTokens,
+    Event,
+    Failed,
+    Finished,
+    GetStats,
+    Hello,
+    HelloOk,
+    ListModels,
+    ModelList,
+    Ping,
+    Pong,
+    RawModels,
+    RawResult,
+    Reply,
+    Request,
+    Stats,
+    TokenCount,
+    decode_request,
+    encode,
+    failed_from_error,
+)
+from sidecar.admission import Admission
+from sidecar.backend import Backend
+from sidecar.stats import StatsBook
+
+__all__ = ("SidecarServer", "SocketInUseError")
+
+log = logging.getLogger("lingma_gateway.sidecar")
+
+
+class SocketInUseError(RuntimeError):
+    """Another live sidecar already serves this socket path."""
+
+
+def _socket_is_live(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+class SidecarServer:
+    def __init__(
+        self,
+        path: Path,
+        backend: Backend,
+        *,
+        admission: Admission,
+        stats: StatsBook,
+        mode: int = 0o600,
+        drain_timeout: float = 30.0,
+    ) -> None:
+        self.path = path
+        self.backend = backend
+        self.admission = admission
+        self.stats = stats
+        self.mode = mode
+        self.drain_timeout = drain_timeout
+        self._server: asyncio.Server | None = None
+        self._streams: set[asyncio.Task[None]] = set()
+        self._connections: set[asyncio.Task[None]] = set()
+        self._draining = False
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() or self.path.is_symlink():
+            if not stat.S_ISSOCK(self.path.lstat().st_mode):
+                raise SocketInUseError(f"{self.path} exists and is not a socket; refusing to replace it")
+            if _socket_is_live(self.path):
+                raise SocketInUseError(f"another sidecar is already serving {self.path}")
+            log.warning("replacing a stale socket file left by a sidecar that did not exit cleanly")
+            self.path.unlink()
+        old_umask = os.umask(0o777 & ~self.mode)
+        try:
+            self._server = await asyncio.start_unix_server(self._on_connection, path=str(self.path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, self.mode)
+        log.info("sidecar listening on its socket", extra={"socket": str(self.path)})
+
+    async def drain(self) -> None:
+        """Stop accepting, let turns in flight finish (bounded), then close every connection."""
+        self._draining = True
+        if self._server is not None:
+            self._server.close()
+        if self._streams:
+            _done, pending = await asyncio.wait(set(self._streams), timeout=self.drain_timeout)
+            for task in pending:
+                task.cancel()
+        for task in set(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            if await self._handshake(reader, writer):
+                await self._serve(reader, writer)
+        except (FrameError, ConnectionError, asyncio.IncompleteReadError) as exc:
+            log.debug("connection dropped: %s", exc)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._connections.discard(task)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        body = await read_frame(reader)
+        if body is None:
+            return False
+        op = decode_request(body)
+        if not isinstance(op, Hello):
+            await _send(writer, Failed(code="protocol", message="the first frame must be Hello"))
+            return False
+        if op.major != PROTOCOL_MAJOR:
+            message = (
+                f"handler protocol {op.major}.{op.minor} is incompatible with sidecar protocol "
+                f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}; run the same major version on both sides"
+            )
+            log.error(message)
+            await _send(writer, Failed(code="protocol", message=message))
+            return False
+        await _send(writer, HelloOk(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR))
+        return True
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            body = await read_frame(reader)
+            if body is None:
+                return
+            op = decode_request(body)
+            if isinstance(op, Complete):
+                if not await self._stream(op, reader, writer):
+                    return
+            else:
+                await _send(writer, await self._unary(op))
+
+    async def _unary(self, op: Request) -> Reply:
+        try:
+            match op:
+                case Ping():
+                    ready, count = self.backend.readiness()
+                    return Pong(ready=ready and not self._draining, instances_ready=count)
+                case GetStats():
+                    return Stats(json=json.dumps(self.snapshot()))
+                case ListModels():
+                    return ModelList(models=await self.backend.models())
+                case RawModels(instance=instance):
+                    return RawResult(json=await self.backend.raw_models(instance))
+                case CountTokens(conversation=conversation):
+                    return TokenCount(input_tokens=await self.backend.count_tokens(conversation))
+                case _:
+                    return Failed(code="bad_request", message=f"unexpected operation {type(op).__name__}")
+        except GatewayError as exc:
+            return failed_from_error(exc)
+        except Exception:
+            log.exception("unary operation failed")
+            return failed_from_error(InternalError("the sidecar failed to answer; see its log"))
+
+    async def _stream(self, op: Complete, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Run one turn; return False when the handler went away (the connection is then done)."""
+        if self._draining:
+            await _send(writer, Failed(code="no_capacity", message="the sidecar is shutting down", retry_after_s=1))
+            return True
+        producer = asyncio.create_task(self._produce(op, writer))
+        self._streams.add(producer)
+        watcher = asyncio.create_task(reader.read(1))
+        try:
+            await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if producer.done():
+                producer.result()
+                return True
+            # The handler closed its end (or sent something out of turn): cancel the turn.
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await producer
+            return False
+        finally:
+            self._streams.discard(producer)
+            if not watcher.done():
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await watcher
+
+    async def _produce(self, op: Complete, writer: asyncio.StreamWriter) -> None:
+        terminal_sent = False
+        try:
+            async with self.admission.slot():
+                async for event in _guarded(self.backend.complete(op)):
+                    await _send(writer, event)
+                    if isinstance(event, (Finished, Failed)):
+                        terminal_sent = True
+                        break
+        except asyncio.CancelledError:
+            self.stats.requests["cancelled_by_client"] += 1
+            if self._draining and not terminal_sent:
+                with contextlib.suppress(Exception):
+                    await _send(writer, failed_from_error(UpstreamUnavailableError("the sidecar is shutting down")))
+            raise
+        except GatewayError as exc:
+            self.stats.requests[f"failed_{exc.code}"] += 1
+            if not terminal_sent:
+                await _send(writer, failed_from_error(exc))
+            return
+        if not terminal_sent:
+            await _send(writer, failed_from_error(InternalError("the turn ended without a terminal event")))
+
+    def snapshot(self) -> dict[str, object]:
+        snap: dict[str, object] = {
+            "version": 1,
+            "requests": {},
+            "backpressure": self.admission.snapshot(),
+            "pool": {"instances": []},
+            "session_cache": {},
+            "tools": {},
+        }
+        snap.update(self.stats.snapshot())
+        snap.update(self.backend.stats())
+        snap["backpressure"] = self.admission.snapshot()
+        return snap
+
+
+async def _guarded(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """Turn any non-gateway exception from a backend into ``internal`` and always close the generator."""
+    try:
+        async for event in events:
+            yield event
+    except (GatewayError, asyncio.CancelledError):
+        raise
+    except Exception:
+        log.exception("a turn failed unexpectedly")
+        raise InternalError("the turn failed inside the sidecar; see its log") from None
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _send(writer: asyncio.StreamWriter, frame: Reply) -> None:
+    writer.write(pack_frame(encode(frame)))
+    await writer.drain()
