@@ -79,6 +79,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_max_body_bytes: int = 16 * 1024 * 1024
     gateway_instance_max_in_flight: int = 8
     lingma_sim_scenario: str = ""
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8787
+    gateway_allow_open: bool = False
 
     def __repr__(self) -> str:
         return f"Settings(data_dir={self.data_dir!r}, socket={self.socket_path!r})"
@@ -118,22 +121,32 @@ def _bool(raw: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
 def _positive_int(raw: str) -> int:
-    value = int(raw)
+    value = _int(raw)
     if value < 1:
         raise ValueError("must be at least 1")
     return value
 
 
 def _port(raw: str) -> int:
-    value = int(raw)
+    value = _int(raw)
     if not 1 <= value <= 65535:
         raise ValueError("must be a port number between 1 and 65535")
     return value
 
 
 def _positive_float(raw: str) -> float:
-    value = float(raw)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected a number") from None
     if not value > 0:
         raise ValueError("must be a positive number of seconds")
     return value
@@ -212,7 +225,7 @@ _SPEC: tuple[tuple[str, str, _Parser, str], ...] = (
     ("AUTO_LOGIN_ENABLED", "auto_login_enabled", _bool, "log in with a browser when an instance is logged out"),
     ("AUTO_LOGIN_HEADLESS", "auto_login_headless", _bool, "run the login browser headless"),
     ("AUTO_LOGIN_TIMEOUT", "auto_login_timeout", _positive_float, "seconds for one browser login"),
-    ("AUTO_LOGIN_MAX_RETRY", "auto_login_max_retry", int, "browser login attempts"),
+    ("AUTO_LOGIN_MAX_RETRY", "auto_login_max_retry", _int, "browser login attempts"),
     ("DEDICATED_DOMAIN_URL", "dedicated_domain_url", str, "enterprise endpoint set before login"),
     ("GATEWAY_MAX_IN_FLIGHT", "gateway_max_in_flight", _positive_int, "turns served at once across the pool"),
     ("GATEWAY_INSTANCE_MAX_IN_FLIGHT", "gateway_instance_max_in_flight", _positive_int, "turns at once per instance"),
@@ -230,6 +243,9 @@ _SPEC: tuple[tuple[str, str, _Parser, str], ...] = (
     ("GATEWAY_HEARTBEAT_SEC", "gateway_heartbeat_sec", _positive_float, "heartbeat interval while waiting"),
     ("GATEWAY_MAX_BODY_BYTES", "gateway_max_body_bytes", _positive_int, "request body limit after decompression"),
     ("LINGMA_SIM_SCENARIO", "lingma_sim_scenario", str, "simulator scenario file"),
+    ("GATEWAY_HOST", "gateway_host", str, "HTTP bind address (--host)"),
+    ("GATEWAY_PORT", "gateway_port", _port, "HTTP port (--port)"),
+    ("GATEWAY_ALLOW_OPEN", "gateway_allow_open", _bool, "allow a non-loopback bind without API keys (--allow-open)"),
 )
 
 SETTINGS_HELP: tuple[tuple[str, str], ...] = tuple((env, text) for env, _f, _p, text in _SPEC)

@@ -1,0 +1,29 @@
+"""Operator endpoints: stats and the raw model list. They never echo credentials."""
+
+from __future__ import annotations
+
+from litestar import Request, Response, Router, get
+from litestar.datastructures import State
+
+from handlers.context import context_of
+from handlers.errors import openai_exception_handlers
+
+__all__ = ("router",)
+
+
+@get("/internal/stats")
+async def stats(request: Request[object, object, State]) -> Response[bytes]:
+    ctx = context_of(request)
+    ctx.authenticate_admin(request)
+    return Response((await ctx.client.stats()).encode(), media_type="application/json")
+
+
+@get("/internal/models/raw")
+async def raw_models(request: Request[object, object, State]) -> Response[bytes]:
+    ctx = context_of(request)
+    ctx.authenticate_admin(request)
+    raw = await ctx.client.raw_models(request.query_params.get("instance"))
+    return Response(raw.encode(), media_type="application/json")
+
+
+router = Router(path="/", route_handlers=[stats, raw_models], exception_handlers=openai_exception_handlers)

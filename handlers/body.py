@@ -1,0 +1,79 @@
+"""Reading request bodies: the size limit (after decompression), gzip and zstd, and typed decoding."""
+
+from __future__ import annotations
+
+import zlib
+from typing import TypeVar
+
+import msgspec
+from litestar import Request
+from litestar.datastructures import State
+
+from common.errors import BadRequestError, TooLargeError
+
+__all__ = ("read_json",)
+
+T = TypeVar("T")
+
+
+async def _read_limited(request: Request[object, object, State], limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(f"the request body exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLargeError(f"the request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error:
+        raise BadRequestError("the body is not valid gzip") from None
+    if len(out) > limit:
+        raise TooLargeError(f"the decompressed request body exceeds the limit of {limit} bytes")
+    return out
+
+
+def _unzstd(data: bytes, limit: int) -> bytes:
+    import zstandard
+
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(data)
+        out = reader.read(limit + 1)
+    except zstandard.ZstdError:
+        raise BadRequestError("the body is not valid zstd") from None
+    if len(out) > limit:
+        raise TooLargeError(f"the decompressed request body exceeds the limit of {limit} bytes")
+    return bytes(out)
+
+
+async def read_body(request: Request[object, object, State], limit: int) -> bytes:
+    raw = await _read_limited(request, limit)
+    encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
+    if encoding in ("identity", ""):
+        return raw
+    if encoding in ("gzip", "x-gzip"):
+        return _gunzip(raw, limit)
+    if encoding == "zstd":
+        return _unzstd(raw, limit)
+    raise BadRequestError(f"unsupported Content-Encoding: {encoding}")
+
+
+async def read_json(request: Request[object, object, State], kind: type[T], limit: int) -> T:
+    body = await read_body(request, limit)
+    if not body.strip():
+        raise BadRequestError("the request body is empty; send a JSON object")
+    try:
+        value: T = msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise BadRequestError(f"invalid request: {exc}") from None
+    except msgspec.DecodeError:
+        raise BadRequestError("the request body is not valid JSON") from None
+    return value

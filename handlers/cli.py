@@ -1,0 +1,206 @@
+"""``lingma-gateway``: ``serve`` (bundled), ``handler ROUTE[,ROUTE]`` (split) and ``sidecar``.
+
+Handlers never import the sidecar: ``serve`` runs it as a child process and ``sidecar`` hands over to
+``python -m sidecar``, so a deploy of one route carries no process or SQLite code at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from common.log import setup_logging
+from common.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
+from handlers.app import ROUTES, create_app
+from handlers.context import GatewayContext
+from handlers.turn import DRAIN_GRACE
+
+__all__ = ("main",)
+
+log = logging.getLogger("lingma_gateway")
+
+SIDECAR_START_TIMEOUT = 60.0
+
+
+def _epilog() -> str:
+    width = max(len(name) for name, _ in SETTINGS_HELP)
+    lines = [f"  {name.ljust(width)}  {text}" for name, text in SETTINGS_HELP]
+    return "environment variables (every flag has one):\n" + "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lingma-gateway",
+        description="Serve a pool of Lingma processes as OpenAI and Anthropic APIs.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="the sidecar as a child process and every route on one port")
+    handler = sub.add_parser("handler", help="serve some routes against a running sidecar")
+    handler.add_argument("routes", help=f"comma-separated route names: {','.join(ROUTES)}")
+    sidecar = sub.add_parser("sidecar", help="run the pool sidecar alone", add_help=False)
+    sidecar.add_argument("rest", nargs=argparse.REMAINDER)
+    for p in (serve, handler):
+        p.add_argument("--host", help="bind address (GATEWAY_HOST, default 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port (GATEWAY_PORT, default 8787)")
+        p.add_argument("--socket", help="sidecar socket (GATEWAY_SOCKET)")
+        p.add_argument("--allow-open", action="store_true", help="allow a non-loopback bind with no API keys")
+    serve.add_argument("--data-dir", help="data directory (GATEWAY_DATA_DIR)")
+    serve.add_argument("--simulator", action="store_true", help="run the bundled Lingma simulator")
+    serve.add_argument("--scenario", help="simulator scenario file (LINGMA_SIM_SCENARIO)")
+    return parser
+
+
+def _apply_flags(args: argparse.Namespace) -> None:
+    pairs = {
+        "GATEWAY_HOST": args.host,
+        "GATEWAY_PORT": None if args.port is None else str(args.port),
+        "GATEWAY_SOCKET": args.socket,
+        "GATEWAY_DATA_DIR": getattr(args, "data_dir", None) and str(Path(args.data_dir).resolve()),
+        "LINGMA_SIM_SCENARIO": getattr(args, "scenario", None) and str(Path(args.scenario).resolve()),
+    }
+    for name, value in pairs.items():
+        if value:
+            os.environ[name] = value
+    if args.allow_open:
+        os.environ["GATEWAY_ALLOW_OPEN"] = "true"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_bind(settings: Settings) -> None:
+    if settings.api_keys:
+        return
+    log.warning("NO API KEYS ARE SET: the gateway is open to anyone who can reach it; set API_KEYS")
+    if not _is_loopback(settings.gateway_host) and not settings.gateway_allow_open:
+        raise SystemExit(
+            f"lingma-gateway: refusing to bind {settings.gateway_host} with no API keys; set API_KEYS or pass "
+            "--allow-open"
+        )
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn, plus telling open streams that a graceful shutdown began."""
+
+    def __init__(self, config: uvicorn.Config, ctx: GatewayContext) -> None:
+        super().__init__(config)
+        self._ctx = ctx
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        loop = asyncio.get_event_loop()
+        loop.call_soon_threadsafe(self._ctx.draining.set)
+        super().handle_exit(sig, frame)
+
+
+def _serve_http(settings: Settings, routes: tuple[str, ...]) -> None:
+    from common.client import SidecarClient
+
+    ctx = GatewayContext(settings=settings, client=SidecarClient(settings.socket_path))
+    app = create_app(settings, routes, context=ctx)
+    config = uvicorn.Config(
+        app,
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(DRAIN_GRACE) + 5,
+        lifespan="on",
+    )
+    _Server(config, ctx).run()
+
+
+def _pdeathsig() -> None:
+    """In the child: die with the parent, so a killed gateway never leaves a sidecar behind."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setpgrp()
+
+
+def _socket_ready(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def _start_sidecar(settings: Settings, simulator: bool) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "sidecar"] + (["--simulator"] if simulator else [])
+    child = subprocess.Popen(cmd, preexec_fn=_pdeathsig)
+    deadline = time.monotonic() + SIDECAR_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise SystemExit(f"lingma-gateway: the sidecar exited during start-up (status {child.returncode})")
+        if _socket_ready(settings.socket_path):
+            return child
+        time.sleep(0.05)
+    child.terminate()
+    raise SystemExit("lingma-gateway: the sidecar did not open its socket in time")
+
+
+def _stop_child(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(DRAIN_GRACE + 20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _load() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise SystemExit(f"lingma-gateway: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "sidecar":
+        os.execv(sys.executable, [sys.executable, "-m", "sidecar", *args.rest])
+    _apply_flags(args)
+    settings = _load()
+    setup_logging(settings.log_level, json_lines=settings.log_json, component=args.command)
+    _check_bind(settings)
+    if args.command == "handler":
+        routes = tuple(r.strip() for r in args.routes.split(",") if r.strip())
+        unknown = [r for r in routes if r not in ROUTES]
+        if unknown:
+            raise SystemExit(f"lingma-gateway: unknown route(s) {', '.join(unknown)}; choose from {', '.join(ROUTES)}")
+        _serve_http(settings, routes)
+        return 0
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    child = _start_sidecar(settings, args.simulator)
+    try:
+        _serve_http(settings, ROUTES)
+    finally:
+        _stop_child(child)
+    return 0

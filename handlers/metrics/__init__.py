@@ -1,0 +1,5 @@
+"""``GET /metrics``: Prometheus text."""
+
+from handlers.metrics.routes import router
+
+__all__ = ("router",)

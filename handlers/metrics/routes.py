@@ -1,0 +1,105 @@
+"""``GET /metrics``: this process's HTTP metrics plus the sidecar's numbers, read through ``GetStats``."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from litestar import Request, Response, Router, get
+from litestar.datastructures import State
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
+
+from common.errors import GatewayError, UnauthorizedError
+from handlers.context import GatewayContext, api_key_of, context_of
+from handlers.errors import openai_exception_handlers
+from handlers.observability import HTTP_METRICS
+
+__all__ = ("router", "sidecar_metrics")
+
+_STATES = ("starting", "login_required", "logging_in", "ready", "cooling_down", "unhealthy", "restarting", "stopped")
+
+
+def _name(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_").lower()
+
+
+def sidecar_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
+    """Render the §7.5 stats object as Prometheus families."""
+    bp = stats.get("backpressure", {})
+    yield GaugeMetricFamily("lingma_gateway_in_flight", "turns in flight", value=bp.get("in_flight", 0))
+    yield GaugeMetricFamily("lingma_gateway_in_flight_limit", "in-flight limit", value=bp.get("limit", 0))
+    yield GaugeMetricFamily("lingma_gateway_queued", "turns waiting for a slot", value=bp.get("queued", 0))
+    yield CounterMetricFamily(
+        "lingma_gateway_rejected", "turns rejected by backpressure", value=bp.get("rejected_total", 0)
+    )
+    states = GaugeMetricFamily("lingma_gateway_instance_state", "instances by state", labels=["instance", "state"])
+    served = CounterMetricFamily("lingma_gateway_instance_served", "turns served", labels=["instance"])
+    restarts = CounterMetricFamily("lingma_gateway_instance_restarts", "process restarts", labels=["instance"])
+    for inst in stats.get("pool", {}).get("instances", []):
+        for state in _STATES:
+            states.add_metric([inst["id"], state], 1.0 if inst.get("state") == state else 0.0)
+        served.add_metric([inst["id"]], inst.get("served_total", 0))
+        restarts.add_metric([inst["id"]], inst.get("restarts_total", 0))
+    yield from (states, served, restarts)
+    for section in ("requests", "session_cache", "tools", "upstream"):
+        family = CounterMetricFamily(f"lingma_gateway_{section}", f"sidecar {section} counters", labels=["kind"])
+        for key, value in _flatten(stats.get(section, {})):
+            family.add_metric([key], value)
+        yield family
+
+
+def _flatten(section: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
+    for key, value in section.items():
+        name = f"{prefix}{_name(key)}"
+        if isinstance(value, dict):
+            yield from _flatten(value, name + "_")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield name, float(value)
+
+
+class _Snapshot:
+    def __init__(self, stats: dict[str, Any]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        yield from sidecar_metrics(self.stats)
+
+
+def _authorise(ctx: GatewayContext, request: Request[object, object, State]) -> None:
+    settings = ctx.settings
+    if settings.metrics_public or (not settings.metrics_token and not settings.api_keys):
+        return
+    presented = api_key_of(request)
+    if (
+        presented is not None
+        and settings.metrics_token
+        and hmac.compare_digest(presented.encode(), settings.metrics_token.encode())
+    ):
+        return
+    if settings.api_keys:
+        ctx.authenticate(request)
+        return
+    raise UnauthorizedError("invalid or missing metrics token")
+
+
+@get("/metrics")
+async def metrics(request: Request[object, object, State]) -> Response[bytes]:
+    ctx = context_of(request)
+    _authorise(ctx, request)
+    body = generate_latest(HTTP_METRICS.registry)
+    try:
+        stats = json.loads(await ctx.client.stats())
+    except GatewayError as exc:
+        body += f"# sidecar unavailable: {exc.code}\nlingma_gateway_sidecar_up 0\n".encode()
+    else:
+        registry = CollectorRegistry()
+        registry.register(_Snapshot(stats))
+        body += generate_latest(registry) + b"lingma_gateway_sidecar_up 1\n"
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+router = Router(path="/", route_handlers=[metrics], exception_handlers=openai_exception_handlers)

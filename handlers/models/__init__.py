@@ -1,0 +1,5 @@
+"""The model list."""
+
+from handlers.models.routes import router
+
+__all__ = ("router",)

@@ -1,0 +1,115 @@
+"""Request ids and HTTP metrics for every route, as one ASGI middleware.
+
+The request id is taken from ``x-request-id`` (when it looks sane) or minted, set for the logs, passed to
+the sidecar, and returned on every response.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from common.log import REQUEST_ID
+
+__all__ = ("HTTP_METRICS", "HttpMetrics", "RequestIdMiddleware")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ROUTES = (
+    "/v1/chat/completions",
+    "/v1/responses",
+    "/responses",
+    "/v1/models",
+    "/v1/messages/count_tokens",
+    "/v1/messages",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/internal/",
+)
+
+
+def route_label(path: str) -> str:
+    for route in _ROUTES:
+        if path == route or (route.endswith("/") and path.startswith(route)):
+            return route.rstrip("/") if route.endswith("/") else route
+    return "other"
+
+
+class HttpMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "lingma_gateway_http_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "lingma_gateway_http_request_seconds",
+            "time to the end of the response, by route",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+        )
+        self.first_byte = Histogram(
+            "lingma_gateway_http_first_byte_seconds",
+            "time to the first body byte (time to first token for streams), by route",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+
+
+HTTP_METRICS = HttpMetrics()
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics = HTTP_METRICS) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = ""
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                break
+        request_id = given if _SANE_ID.match(given) else "req_" + uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+        route = route_label(scope.get("path", ""))
+        started = time.perf_counter()
+        status = 500
+        first = True
+
+        async def wrapped(message: Message) -> None:
+            nonlocal status, first
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            elif message["type"] == "http.response.body" and first and message.get("body"):
+                first = False
+                self.metrics.first_byte.labels(route).observe(time.perf_counter() - started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, wrapped)
+        finally:
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            REQUEST_ID.reset(token)

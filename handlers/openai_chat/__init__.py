@@ -1,0 +1,5 @@
+"""OpenAI Chat Completions."""
+
+from handlers.openai_chat.routes import router
+
+__all__ = ("router",)

@@ -1,0 +1,59 @@
+"""``POST /v1/chat/completions``: decode, translate, run the turn, encode."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from litestar import Request, Response, Router, post
+from litestar.datastructures import State
+from litestar.response import Stream
+
+from common.log import REQUEST_ID
+from common.protocol import Started
+from handlers.body import read_json
+from handlers.context import context_of, key_fingerprint
+from handlers.errors import openai_exception_handlers
+from handlers.openai_chat.schema import ChatCompletionRequest
+from handlers.openai_chat.translate import ChatChunkEncoder, to_completion, to_conversation
+from handlers.sse import SSE_HEADERS
+from handlers.turn import collect_turn, open_turn, stream_body
+
+__all__ = ("router",)
+
+
+@post("/v1/chat/completions", status_code=200)
+async def chat_completions(request: Request[object, object, State]) -> Response[object] | Stream:
+    ctx = context_of(request)
+    key = ctx.authenticate(request)
+    req = await read_json(request, ChatCompletionRequest, ctx.settings.gateway_max_body_bytes)
+    conversation = to_conversation(
+        req,
+        allowlist=ctx.settings.tool_allowlist,
+        tools_enabled=ctx.settings.tool_forward_enabled,
+        key_fingerprint=key_fingerprint(key),
+        affinity=request.headers.get("x-session-affinity"),
+    )
+    completion_id = "chatcmpl-" + uuid.uuid4().hex
+    created = int(time.time())
+    if not req.stream:
+        events = await collect_turn(ctx.client, conversation, REQUEST_ID.get())
+        instance = next((e.instance for e in events if isinstance(e, Started)), "")
+        body = to_completion(events, completion_id=completion_id, model=req.model, created=created)
+        return Response(content=body, headers={"x-lingma-instance": instance})
+    turn = await open_turn(ctx.client, conversation, REQUEST_ID.get(), commit_after=ctx.settings.gateway_heartbeat_sec)
+    encoder = ChatChunkEncoder(
+        completion_id=completion_id,
+        model=req.model,
+        created=created,
+        include_usage=bool(req.stream_options and req.stream_options.include_usage),
+    )
+    instance = turn.started.instance if turn.started else ""
+    return Stream(
+        stream_body(turn, encoder, heartbeat_sec=ctx.settings.gateway_heartbeat_sec, draining=ctx.draining),
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, "x-lingma-instance": instance},
+    )
+
+
+router = Router(path="/", route_handlers=[chat_completions], exception_handlers=openai_exception_handlers)

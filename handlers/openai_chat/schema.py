@@ -1,0 +1,106 @@
+"""OpenAI Chat Completions request types (wire.md §1.1). Unknown fields are ignored."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = (
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "ChatTool",
+    "ContentPart",
+    "NamedToolChoice",
+)
+
+
+class _Part(msgspec.Struct, tag_field="type"):
+    pass
+
+
+class TextContentPart(_Part, tag="text"):
+    text: str
+
+
+class ImageUrl(msgspec.Struct):
+    url: str = ""
+    detail: str | None = None
+
+
+class ImageUrlPart(_Part, tag="image_url"):
+    image_url: ImageUrl
+
+
+class RefusalPart(_Part, tag="refusal"):
+    refusal: str = ""
+
+
+class InputAudioPart(_Part, tag="input_audio"):
+    pass
+
+
+class FilePart(_Part, tag="file"):
+    pass
+
+
+ContentPart = TextContentPart | ImageUrlPart | RefusalPart | InputAudioPart | FilePart
+
+
+class FunctionCall(msgspec.Struct):
+    name: str
+    arguments: str = ""
+
+
+class ChatToolCall(msgspec.Struct):
+    id: str
+    function: FunctionCall
+    type: str = "function"
+
+
+class ChatMessage(msgspec.Struct):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ChatToolCall] | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionDef(msgspec.Struct):
+    name: str
+    description: str | None = None
+    parameters: dict[str, object] | None = None
+    strict: bool | None = None
+
+
+class ChatTool(msgspec.Struct):
+    function: FunctionDef
+    type: str = "function"
+
+
+class NamedFunction(msgspec.Struct):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct):
+    function: NamedFunction
+    type: str = "function"
+
+
+class StreamOptions(msgspec.Struct):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(msgspec.Struct):
+    model: str
+    messages: list[ChatMessage]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    tools: list[ChatTool] | None = None
+    tool_choice: str | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    user: str | None = None
+    reasoning_effort: str | None = None
+    n: int | None = None

@@ -1,0 +1,241 @@
+"""Pure translation between Chat Completions and the internal conversation and events.
+
+References: wire.md §1 (request fields, chunk shapes, tool-call deltas, finish reasons, usage, errors).
+The non-stream answer is a fold over the same events the stream encoder sees, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from common.conversation import Conversation, ImagePart, Message, Part, TextPart, ToolCallRecord, ToolChoice, ToolSpec
+from common.errors import BadRequestError
+from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, error_from_failed
+from handlers.errors import openai_error_body
+from handlers.openai_chat.schema import (
+    ChatCompletionRequest,
+    ChatMessage,
+    ImageUrlPart,
+    NamedToolChoice,
+    RefusalPart,
+    TextContentPart,
+)
+from handlers.sse import sse_comment, sse_data
+
+__all__ = ("ChatChunkEncoder", "strip_call_prefix", "to_completion", "to_conversation")
+
+CALL_PREFIX = "call_"
+ARGUMENT_FRAGMENT = 48
+DONE = b"data: [DONE]\n\n"
+
+
+def strip_call_prefix(call_id: str) -> str:
+    return call_id[len(CALL_PREFIX) :] if call_id.startswith(CALL_PREFIX) else call_id
+
+
+def _parts(content: str | list[Any] | None) -> list[Part]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextPart(content)]
+    out: list[Part] = []
+    for part in content:
+        if isinstance(part, TextContentPart):
+            out.append(TextPart(part.text))
+        elif isinstance(part, RefusalPart):
+            out.append(TextPart(part.refusal))
+        elif isinstance(part, ImageUrlPart):
+            url = part.image_url.url
+            out.append(ImagePart(url.split(",", 1)[0] if url.startswith("data:") else url))
+    return out
+
+
+def _message(msg: ChatMessage) -> Message:
+    role = msg.role
+    if role == "function":
+        return Message(role="tool", content=_parts(msg.content), name=msg.name, tool_call_id=msg.name)
+    if role == "tool":
+        if not msg.tool_call_id:
+            raise BadRequestError("a tool message needs tool_call_id", param="messages")
+        return Message(role="tool", content=_parts(msg.content), tool_call_id=strip_call_prefix(msg.tool_call_id))
+    calls = [
+        ToolCallRecord(id=strip_call_prefix(c.id), name=c.function.name, arguments=c.function.arguments or "{}")
+        for c in msg.tool_calls or []
+    ]
+    return Message(role=role, content=_parts(msg.content), tool_calls=calls)
+
+
+def _tool_choice(raw: str | NamedToolChoice | None) -> ToolChoice:
+    if raw is None or raw == "auto":
+        return ToolChoice()
+    if isinstance(raw, NamedToolChoice):
+        return ToolChoice(mode="named", name=raw.function.name)
+    if raw in ("none", "required"):
+        return ToolChoice(mode=raw)  # type: ignore[arg-type]
+    raise BadRequestError(
+        f"unknown tool_choice {raw!r}: use none, auto, required or a named function", param="tool_choice"
+    )
+
+
+def to_conversation(
+    req: ChatCompletionRequest,
+    *,
+    allowlist: tuple[str, ...],
+    tools_enabled: bool,
+    key_fingerprint: str,
+    affinity: str | None,
+) -> Conversation:
+    if not req.messages:
+        raise BadRequestError("messages must contain at least one message", param="messages")
+    if not req.model:
+        raise BadRequestError("model must not be empty", param="model")
+    tools: list[ToolSpec] = []
+    if tools_enabled:
+        for tool in req.tools or []:
+            if allowlist and tool.function.name not in allowlist:
+                continue
+            tools.append(
+                ToolSpec(
+                    name=tool.function.name,
+                    description=tool.function.description or "",
+                    parameters=json.dumps(tool.function.parameters or {}, sort_keys=True, ensure_ascii=False),
+                )
+            )
+    choice = _tool_choice(req.tool_choice) if tools else ToolChoice(mode="none")
+    if choice.mode == "named" and choice.name not in {t.name for t in tools}:
+        raise BadRequestError(f"tool_choice names {choice.name!r}, which is not among the tools", param="tool_choice")
+    return Conversation(
+        model=req.model,
+        messages=[_message(m) for m in req.messages],
+        tools=tools,
+        tool_choice=choice,
+        max_tokens=req.max_completion_tokens or req.max_tokens,
+        want_reasoning=True,
+        affinity=affinity or req.user,
+        api_key_fingerprint=key_fingerprint,
+    )
+
+
+def _usage(finished: Finished) -> dict[str, Any]:
+    u = finished.usage
+    return {
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+    }
+
+
+def _finish_reason(finished: Finished, had_calls: bool) -> str:
+    if had_calls:
+        return "tool_calls"
+    return "length" if finished.reason == "length" else "stop"
+
+
+def error_payload(failed: Failed) -> dict[str, Any]:
+    return openai_error_body(error_from_failed(failed))
+
+
+class ChatChunkEncoder:
+    """Events in, SSE bytes out; ``Finished``/``Failed`` produce the one terminal, then ``[DONE]``."""
+
+    def __init__(self, *, completion_id: str, model: str, created: int, include_usage: bool) -> None:
+        self._base: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+        }
+        self._include_usage = include_usage
+        self._calls = 0
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        chunk = {
+            **self._base,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if self._include_usage:
+            chunk["usage"] = None
+        return sse_data(chunk)
+
+    def start(self, started: Started) -> bytes:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def heartbeat(self) -> bytes:
+        return sse_comment()
+
+    def feed(self, event: Event) -> bytes:
+        if isinstance(event, TextDelta):
+            return self._chunk({"content": event.text}) if event.text else b""
+        if isinstance(event, ReasoningDelta):
+            return self._chunk({"reasoning_content": event.text}) if event.text else b""
+        if isinstance(event, ToolCall):
+            return self._tool_call(event)
+        if isinstance(event, Finished):
+            out = self._chunk({}, _finish_reason(event, self._calls > 0))
+            if self._include_usage:
+                out += sse_data({**self._base, "choices": [], "usage": _usage(event)})
+            return out + DONE
+        if isinstance(event, Failed):
+            return sse_data(error_payload(event)) + DONE
+        return b""
+
+    def _tool_call(self, call: ToolCall) -> bytes:
+        index = self._calls
+        self._calls += 1
+        args = call.arguments if call.kind == "function" else json.dumps({"input": call.arguments})
+        head = {
+            "index": index,
+            "id": CALL_PREFIX + call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        out = self._chunk({"tool_calls": [head]})
+        for start in range(0, len(args), ARGUMENT_FRAGMENT):
+            piece = args[start : start + ARGUMENT_FRAGMENT]
+            out += self._chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        return out
+
+
+def to_completion(events: list[Event], *, completion_id: str, model: str, created: int) -> dict[str, Any]:
+    """Fold a finished turn's events into one ``chat.completion`` object."""
+    text: list[str] = []
+    reasoning: list[str] = []
+    calls: list[dict[str, Any]] = []
+    finished = Finished()
+    for event in events:
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+        elif isinstance(event, ReasoningDelta):
+            reasoning.append(event.text)
+        elif isinstance(event, ToolCall):
+            args = event.arguments if event.kind == "function" else json.dumps({"input": event.arguments})
+            calls.append(
+                {"id": CALL_PREFIX + event.id, "type": "function", "function": {"name": event.name, "arguments": args}}
+            )
+        elif isinstance(event, Finished):
+            finished = event
+    content = "".join(text)
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if calls and not content.strip() else content,
+        "refusal": None,
+    }
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if calls:
+        message["tool_calls"] = calls
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish_reason(finished, bool(calls))}
+        ],
+        "usage": _usage(finished),
+    }

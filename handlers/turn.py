@@ -1,0 +1,152 @@
+"""Running one turn against the sidecar, with the commit rule of spec §4.5.
+
+Until the first content event arrives or the first heartbeat is due, a failure is still an HTTP error
+(``open_turn`` raises). After that the answer is committed: every later failure must be reported inside
+the stream, and ``stream_body`` guarantees the encoder's terminal comes out exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from common.client import SidecarClient
+from common.conversation import Conversation
+from common.errors import InternalError, UpstreamUnavailableError
+from common.protocol import Complete, Event, Failed, Finished, Started, error_from_failed, failed_from_error
+
+__all__ = ("OpenTurn", "StreamEncoder", "collect_turn", "open_turn", "stream_body")
+
+DRAIN_GRACE = 10.0
+_END = object()
+
+
+class StreamEncoder(Protocol):
+    def start(self, started: Started) -> bytes:
+        """The bytes sent on commit (may be empty)."""
+        ...
+
+    def feed(self, event: Event) -> bytes: ...
+
+    def heartbeat(self) -> bytes: ...
+
+
+class OpenTurn:
+    """A turn whose events are pumped into a queue, so waiting with a timeout never cancels the read."""
+
+    def __init__(self, client: SidecarClient, op: Complete) -> None:
+        self._queue: asyncio.Queue[Event | BaseException | object] = asyncio.Queue()
+        self._task = asyncio.create_task(self._pump(client, op))
+        self.started: Started | None = None
+        self.pending: list[Event] = []
+
+    async def _pump(self, client: SidecarClient, op: Complete) -> None:
+        try:
+            async with client.stream(op) as events:
+                async for event in events:
+                    await self._queue.put(event)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, who decides
+            await self._queue.put(exc)
+        await self._queue.put(_END)
+
+    async def next(self, timeout: float | None) -> Event | None:
+        """The next event, or ``None`` when ``timeout`` passed first."""
+        try:
+            item = await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        if item is _END:
+            return failed_from_error(InternalError("the sidecar ended the turn without a terminal event"))
+        return item  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
+
+async def open_turn(
+    client: SidecarClient, conversation: Conversation, request_id: str, *, commit_after: float
+) -> OpenTurn:
+    """Start a turn and wait for its commit point; raise its error if it fails before that."""
+    turn = OpenTurn(client, Complete(conversation=conversation, request_id=request_id))
+    try:
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            event = await turn.next(timeout)
+            if event is None:
+                return turn  # the first heartbeat is due: commit
+            if isinstance(event, Failed):
+                raise error_from_failed(event)
+            turn.pending.append(event)
+            if isinstance(event, Started):
+                turn.started = event
+                deadline = loop.time() + commit_after
+                continue
+            return turn
+    except BaseException:
+        await turn.aclose()
+        raise
+
+
+async def collect_turn(client: SidecarClient, conversation: Conversation, request_id: str) -> list[Event]:
+    """A non-streamed turn: every event up to ``Finished``; a failure raises its error."""
+    out: list[Event] = []
+    async with client.stream(Complete(conversation=conversation, request_id=request_id)) as events:
+        async for event in events:
+            if isinstance(event, Failed):
+                raise error_from_failed(event)
+            out.append(event)
+    return out
+
+
+async def stream_body(
+    turn: OpenTurn,
+    encoder: StreamEncoder,
+    *,
+    heartbeat_sec: float,
+    draining: asyncio.Event,
+    on_end: Callable[[], None] | None = None,
+) -> AsyncIterator[bytes]:
+    """The committed part of a streamed turn: exactly one terminal, whatever happens upstream."""
+    try:
+        started = turn.started or Started(model="")
+        yield encoder.start(started)
+        for early in turn.pending:
+            if isinstance(early, Started):
+                continue
+            yield encoder.feed(early)
+            if isinstance(early, (Finished, Failed)):
+                return
+        drain_deadline: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            if draining.is_set() and drain_deadline is None:
+                drain_deadline = loop.time() + DRAIN_GRACE
+            if drain_deadline is not None and loop.time() >= drain_deadline:
+                yield encoder.feed(failed_from_error(UpstreamUnavailableError("the gateway is shutting down")))
+                return
+            event: Event | None
+            try:
+                event = await turn.next(heartbeat_sec if drain_deadline is None else min(heartbeat_sec, 0.5))
+            except Exception as exc:  # noqa: BLE001 - must still end with a terminal
+                event = failed_from_error(UpstreamUnavailableError(f"the turn broke: {type(exc).__name__}"))
+            if event is None:
+                yield encoder.heartbeat()
+                continue
+            yield encoder.feed(event)
+            if isinstance(event, (Finished, Failed)):
+                return
+    finally:
+        await turn.aclose()
+        if on_end is not None:
+            on_end()
