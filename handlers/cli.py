@@ -52,8 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="the sidecar as a child process and every route on one port")
     handler = sub.add_parser("handler", help="serve some routes against a running sidecar")
     handler.add_argument("routes", help=f"comma-separated route names: {','.join(ROUTES)}")
-    sidecar = sub.add_parser("sidecar", help="run the pool sidecar alone", add_help=False)
-    sidecar.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("sidecar", help="run the pool sidecar alone (see: lingma-gateway sidecar --help)")
     for p in (serve, handler):
         p.add_argument("--host", help="bind address (GATEWAY_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="port (GATEWAY_PORT, default 8787)")
@@ -183,9 +182,10 @@ def _load() -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sidecar"]:
+        os.execv(sys.executable, [sys.executable, "-m", "sidecar", *argv[1:]])
     args = _parser().parse_args(argv)
-    if args.command == "sidecar":
-        os.execv(sys.executable, [sys.executable, "-m", "sidecar", *args.rest])
     _apply_flags(args)
     settings = _load()
     setup_logging(settings.log_level, json_lines=settings.log_json, component=args.command)

@@ -1,0 +1,169 @@
+"""The pool: one Lingma instance per account, kept started, picked by session, affinity or load."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from common.errors import GatewayError, NoCapacityError, RateLimitedError
+from common.protocol import ModelInfo
+from common.settings import Settings
+from sidecar.lingma.discover import find_binary
+from sidecar.lingma.instance import LingmaInstance
+from sidecar.lingma.models import flatten_models
+
+__all__ = ("Pool", "instance_ids")
+
+log = logging.getLogger("lingma_gateway.pool")
+
+START_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+MODELS_TTL = 600.0
+
+
+def instance_ids(settings: Settings) -> list[str]:
+    """Stable ids (spec §7.3): an account's name, else ``acct-<n>``, else ``inst-<n>``; never a username."""
+    if settings.lingma_accounts:
+        return [a.name or f"acct-{n}" for n, a in enumerate(settings.lingma_accounts)]
+    return [f"inst-{n}" for n in range(settings.instance_count)]
+
+
+class Pool:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.binary = settings.lingma_bin or find_binary("") or ""
+        work = settings.work_dir
+        self.instances = [
+            LingmaInstance(
+                instance_id=iid,
+                binary=self.binary,
+                work_dir=work / iid,
+                first_port=settings.lingma_socket_port + 2 * n,
+                startup_timeout=settings.lingma_startup_timeout,
+                rpc_timeout=settings.lingma_rpc_timeout,
+            )
+            for n, iid in enumerate(instance_ids(settings))
+        ]
+        self._by_id = {inst.id: inst for inst in self.instances}
+        self._keepers: list[asyncio.Task[None]] = []
+        self._models: dict[str, tuple[float, list[ModelInfo]]] = {}
+        self._released = asyncio.Condition()
+        self.limit = settings.gateway_instance_max_in_flight
+
+    async def start(self) -> None:
+        if not self.binary:
+            message = "no Lingma binary found: set LINGMA_BIN, or run with --simulator"
+            log.error(message)
+            for inst in self.instances:
+                inst.last_error = message
+            return
+        for inst in self.instances:
+            Path(inst.work_dir).mkdir(parents=True, exist_ok=True)
+            self._keepers.append(asyncio.create_task(self._keep_started(inst), name=f"start {inst.id}"))
+        # Give the first start a chance to finish before traffic arrives; never block past the startup timeout.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.lingma_startup_timeout + 5):
+                await asyncio.gather(*(i.wait_ready(self.settings.lingma_startup_timeout) for i in self.instances))
+
+    async def _keep_started(self, inst: LingmaInstance) -> None:
+        """Retry a start that failed (binary missing, port trouble); the instance supervises itself after."""
+        for attempt in range(10_000):
+            try:
+                await inst.start()
+                return
+            except GatewayError as exc:
+                inst.last_error = exc.message
+                delay = START_BACKOFF[min(attempt, len(START_BACKOFF) - 1)]
+                log.warning("instance %s failed to start (%s); retrying in %ss", inst.id, exc.message, delay)
+                await asyncio.sleep(delay)
+
+    async def stop(self) -> None:
+        for task in self._keepers:
+            task.cancel()
+        await asyncio.gather(*self._keepers, return_exceptions=True)
+        await asyncio.gather(*(inst.stop() for inst in self.instances), return_exceptions=True)
+
+    def get(self, instance_id: str) -> LingmaInstance | None:
+        return self._by_id.get(instance_id)
+
+    def ready(self) -> list[LingmaInstance]:
+        return [i for i in self.instances if i.state == "ready"]
+
+    def _no_capacity(self) -> GatewayError:
+        logged_out = [i.id for i in self.instances if i.state == "login_required"]
+        if logged_out and len(logged_out) == len(self.instances):
+            names = ", ".join(logged_out)
+            return NoCapacityError(
+                f"Lingma instance {names} is not logged in and needs a login "
+                "(POST /internal/auto-login/start or LINGMA_SESSION_BUNDLE)",
+                retry_after_s=30,
+            )
+        states = ", ".join(f"{i.id}: {i.state}" for i in self.instances)
+        return NoCapacityError(f"no Lingma instance can serve now ({states})", retry_after_s=5)
+
+    def choose(self, preferred: str | None, affinity: str | None) -> LingmaInstance:
+        ready = self.ready()
+        if not ready:
+            raise self._no_capacity()
+        if preferred is not None:
+            inst = self._by_id.get(preferred)
+            if inst is not None and inst.state == "ready":
+                return inst
+        if affinity:
+            return max(ready, key=lambda i: hashlib.sha256(f"{affinity}\0{i.id}".encode()).digest())
+        return min(ready, key=lambda i: (i.in_flight, i.served_total))
+
+    @contextlib.asynccontextmanager
+    async def slot(self, inst: LingmaInstance, timeout: float) -> AsyncIterator[None]:
+        """Hold one of the instance's turn slots (the per-instance limit of spec §4.8)."""
+        async with self._released:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._released.wait_for(lambda: inst.in_flight < self.limit)
+            except TimeoutError:
+                raise RateLimitedError(
+                    f"instance {inst.id} is at its limit of {self.limit} turns; try again in 1s", retry_after_s=1
+                ) from None
+        try:
+            yield
+        finally:
+            async with self._released:
+                self._released.notify_all()
+
+    async def models_of(self, inst: LingmaInstance) -> list[ModelInfo]:
+        cached = self._models.get(inst.id)
+        if cached is not None and cached[1] and time.monotonic() - cached[0] < MODELS_TTL:
+            return cached[1]
+        models = flatten_models(await inst.query_models())
+        self._models[inst.id] = (time.monotonic(), models)
+        return models
+
+    async def all_models(self) -> list[ModelInfo]:
+        seen: dict[str, ModelInfo] = {}
+        for inst in self.ready():
+            with contextlib.suppress(GatewayError):
+                for model in await self.models_of(inst):
+                    seen.setdefault(model.key, model)
+        return list(seen.values())
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": i.id,
+                "state": i.state,
+                "pid": i.pid or 0,
+                "in_flight": i.in_flight,
+                "served_total": i.served_total,
+                "restarts_total": i.restarts_total,
+                "cooldown_until": None,
+                "last_error": i.last_error,
+            }
+            for i in self.instances
+        ]
+
+
