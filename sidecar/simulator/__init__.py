@@ -1,0 +1,1 @@
+"""A stand-in for the Lingma binary: same command line, same wire protocol, scripted answers."""
