@@ -165,5 +165,3 @@ class Pool:
             }
             for i in self.instances
         ]
-
-

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from common.conversation import Conversation, Message, ToolCallRecord, ToolChoice, ToolSpec
+from common.conversation import Conversation, ToolCallRecord, ToolChoice, ToolSpec
 from common.errors import GatewayError, PreviousResponseNotFoundError, UpstreamError
 from common.protocol import (
     Complete,
@@ -119,7 +119,7 @@ class LingmaBackend:
     async def raw_models(self, instance: str | None) -> str:
         inst = self.pool.get(instance) if instance else next(iter(self.pool.ready()), None)
         if inst is None:
-            raise self.pool._no_capacity()  # noqa: SLF001 - the pool's own message
+            raise self.pool._no_capacity()
         return json.dumps(await inst.query_models())
 
     async def _resolve(self, inst: LingmaInstance, requested: str) -> tuple[str, Literal["chat", "agent"]]:
@@ -289,9 +289,8 @@ class LingmaBackend:
                     self.book.tools["lingma_tool_invokes"] += 1
                 elif isinstance(ev, AskFinished):
                     attempt.session_id = ev.session_id or attempt.session_id
-                elif isinstance(ev, (ThinkText, AnswerText)):
-                    if ev.text:
-                        yield ev
+                elif isinstance(ev, (ThinkText, AnswerText)) and ev.text:
+                    yield ev
         finally:
             await stream.aclose()
 

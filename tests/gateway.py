@@ -75,9 +75,7 @@ class Gateway:
 
     def _spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
         with self.log.open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "handlers", *args], env=self.env, stdout=log, stderr=log
-            )
+            proc = subprocess.Popen([sys.executable, "-m", "handlers", *args], env=self.env, stdout=log, stderr=log)
         self.procs.append(proc)
         return proc
 

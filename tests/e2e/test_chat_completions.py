@@ -250,12 +250,19 @@ def test_no_secret_in_any_log(gateway_factory: Any) -> None:
     gw: Gateway = gateway_factory(env={"API_KEYS": f"other-key,{key}", "ADMIN_TOKEN": admin, "LOG_LEVEL": "DEBUG"})
     msgs = {"model": "auto", "messages": [{"role": "user", "content": "secret test"}]}
     assert httpx.post(gw.url + "/v1/chat/completions", json=msgs, timeout=30).status_code == 401
-    bad = httpx.post(gw.url + "/v1/chat/completions", json=msgs, headers={"authorization": f"Bearer {key}x"}, timeout=30)
+    bad = httpx.post(
+        gw.url + "/v1/chat/completions", json=msgs, headers={"authorization": f"Bearer {key}x"}, timeout=30
+    )
     assert bad.status_code == 401 and key not in bad.text
     ok = httpx.post(gw.url + "/v1/chat/completions", json=msgs, headers={"authorization": f"Bearer {key}"}, timeout=30)
     assert ok.status_code == 200
-    assert httpx.post(gw.url + "/v1/chat/completions", json=msgs, headers={"x-api-key": key}, timeout=30).status_code == 200
-    assert httpx.get(gw.url + "/internal/stats", headers={"authorization": f"Bearer {key}"}, timeout=10).status_code == 401
+    assert (
+        httpx.post(gw.url + "/v1/chat/completions", json=msgs, headers={"x-api-key": key}, timeout=30).status_code
+        == 200
+    )
+    assert (
+        httpx.get(gw.url + "/internal/stats", headers={"authorization": f"Bearer {key}"}, timeout=10).status_code == 401
+    )
     stats = httpx.get(gw.url + "/internal/stats", headers={"authorization": f"Bearer {admin}"}, timeout=10)
     assert stats.status_code == 200 and stats.json()["version"] == 1
     assert httpx.get(gw.url + "/metrics", headers={"x-api-key": key}, timeout=10).status_code == 200

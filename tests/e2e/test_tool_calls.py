@@ -1,6 +1,6 @@
 """Tool calling through Lingma on Chat Completions: the contract, recognisers, results, reasoning, agent mode.
 
-References: gateway-spec.md §4.2, §4.4, §6.1; wire.md §1.4–§1.5.
+References: gateway-spec.md §4.2, §4.4, §6.1; wire.md §1.4 to §1.5.
 """
 
 from __future__ import annotations
@@ -221,7 +221,9 @@ def test_split_calls_end_to_end_over_http(gateway_factory: Any) -> None:
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0)
     for name in SPLIT_NAMES:
         with client.chat.completions.stream(
-            model="auto", tools=tools, messages=[{"role": "user", "content": name}]  # type: ignore[arg-type,list-item]
+            model="auto",
+            tools=tools,
+            messages=[{"role": "user", "content": name}],  # type: ignore[arg-type,list-item]
         ) as stream:
             final = stream.get_final_completion()
         calls = [(c.function.name, json.loads(c.function.arguments)) for c in final.choices[0].message.tool_calls or []]

@@ -18,8 +18,18 @@ from common.client import SidecarClient
 from common.conversation import Conversation, Message, TextPart
 from common.errors import ProtocolVersionError, SidecarUnavailableError
 from common.frames import pack_frame, read_frame
-from common.protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, Complete, Failed, Finished, Hello, HelloOk, TextDelta
-from common.protocol import decode_reply, encode
+from common.protocol import (
+    PROTOCOL_MAJOR,
+    PROTOCOL_MINOR,
+    Complete,
+    Failed,
+    Finished,
+    Hello,
+    HelloOk,
+    TextDelta,
+    decode_reply,
+    encode,
+)
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +45,7 @@ def script(tmp: Path) -> Path:
         json.dumps(
             {
                 "turns": [
-                    {"match": "slow", "events": [{"t": "text", "text": "a"}] + [{"t": "sleep", "ms": 20000}]},
+                    {"match": "slow", "events": [{"t": "text", "text": "a"}, {"t": "sleep", "ms": 20000}]},
                     {"match": "quick", "events": [{"t": "text", "text": "b"}, {"t": "text", "text": "c"}]},
                 ]
             }
@@ -102,8 +112,17 @@ async def test_socket_mode_is_owner_only(sidecar_factory, short_dir: Path) -> No
 def test_second_sidecar_on_the_same_socket_refuses(sidecar_factory, short_dir: Path) -> None:
     first = sidecar_factory(["--script", str(script(short_dir))])
     second = subprocess.run(
-        [sys.executable, "-m", "sidecar", "--data-dir", str(first.data_dir), "--socket", str(first.socket)]
-        + ["--script", str(script(short_dir))],
+        [
+            sys.executable,
+            "-m",
+            "sidecar",
+            "--data-dir",
+            str(first.data_dir),
+            "--socket",
+            str(first.socket),
+            "--script",
+            str(script(short_dir)),
+        ],
         capture_output=True,
         text=True,
         timeout=30,
