@@ -11,7 +11,7 @@ from sidecar.tokens import count_tokens, tokenizer_name
 SAMPLES = [
     "hello",
     "Hello, world! How are you today?",
-    "你好，世界。通义灵码是一个编程助手。",
+    "你好\uff0c世界\u3002通义灵码是一个编程助手\u3002",
     "def f(x):\n    return x ** 2  # square\n\n\n",
     "   leading and trailing spaces   ",
     "emoji 🚀🔥 and accents: café, naïve, Ångström",
