@@ -1,0 +1,319 @@
+"""One supervised Lingma process and its connection: start, log-in state, models, and turns.
+
+Supervision follows uvicorn's and pygls' shape: a watcher task notices the process exit (or the socket
+closing), fails every turn in flight with ``UpstreamUnavailableError`` and restarts the process with a
+capped exponential backoff until the instance is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from common.errors import GatewayError, NoCapacityError, UpstreamUnavailableError
+from sidecar.lingma.ask import run_turn
+from sidecar.lingma.errors import logged_out_error
+from sidecar.lingma.events import UpstreamEvent
+from sidecar.lingma.params import AskMode, ask_params, initialize_params, tool_unavailable_result
+from sidecar.lingma.pidfile import end_stale_process
+from sidecar.lingma.process import LingmaProcess, launch
+from sidecar.lingma.rpc import JsonObject, RpcConnection
+
+__all__ = ("InstanceState", "LingmaInstance")
+
+log = logging.getLogger(__name__)
+
+InstanceState = Literal["starting", "login_required", "ready", "restarting", "unhealthy", "stopped"]
+
+MAX_RESTART_DELAY = 30.0
+STABLE_UPTIME = 30.0
+"""A process that ran this long before dying resets the restart backoff."""
+EXIT_GRACE = 0.5
+
+
+class LingmaInstance:
+    """A Lingma process in its own work dir, kept alive, with the calls the gateway needs."""
+
+    def __init__(
+        self,
+        *,
+        instance_id: str,
+        binary: str,
+        work_dir: Path,
+        first_port: int,
+        startup_timeout: float,
+        rpc_timeout: float,
+        env: Mapping[str, str] | None = None,
+        restart_delay: float = 1.0,
+    ) -> None:
+        self.id = instance_id
+        self.binary = binary
+        self.work_dir = work_dir
+        self.first_port = first_port
+        self.startup_timeout = startup_timeout
+        self.rpc_timeout = rpc_timeout
+        self.restart_delay = restart_delay
+        self._env = dict(env) if env else None
+        self._state: InstanceState = "stopped"
+        self._changed = asyncio.Event()
+        self._proc: LingmaProcess | None = None
+        self._conn: RpcConnection | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.restarts_total = 0
+        self.last_error: str | None = None
+        self.in_flight = 0
+        self.served_total = 0
+        self.tool_invokes_total = 0
+
+    @property
+    def state(self) -> InstanceState:
+        return self._state
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return proc.pid if proc is not None and proc.returncode is None else None
+
+    @property
+    def socket_port(self) -> int | None:
+        return self._proc.socket_port if self._proc is not None else None
+
+    @property
+    def http_port(self) -> int | None:
+        """Lingma's HTTP port (the OAuth callback lands there)."""
+        return self._proc.http_port if self._proc is not None else None
+
+    async def start(self) -> None:
+        """Spawn, handshake and read the login state; raises ``UpstreamUnavailableError`` on failure."""
+        if self._watcher is not None and not self._watcher.done():
+            return
+        self._stopping = False
+        self._set_state("starting")
+        try:
+            await self._launch()
+        except GatewayError as exc:
+            self.last_error = exc.message
+            self._set_state("unhealthy")
+            raise
+        self._watcher = asyncio.create_task(self._supervise(), name=f"lingma {self.id} watcher")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        await self._shutdown(f"Lingma instance {self.id} was stopped")
+        self._set_state("stopped")
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until the instance is ready; False on timeout or once it settles logged out or stopped."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            state = self._state
+            if state == "ready":
+                return True
+            remaining = deadline - loop.time()
+            if state in ("login_required", "stopped") or remaining <= 0:
+                return False
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+
+    async def auth_status(self) -> JsonObject:
+        """``auth/status``; also moves the instance between ready and login_required."""
+        return await self._read_auth(self.rpc_timeout)
+
+    async def query_models(self) -> JsonObject:
+        """The raw ``config/queryModels`` result: scene -> list of model entries (``{}`` when logged out)."""
+        result = await self._connection().request("config/queryModels", {}, timeout=self.rpc_timeout)
+        return result if isinstance(result, dict) else {}
+
+    async def request(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Any other Lingma method (login, endpoint), with ``rpc_timeout``."""
+        return await self._connection().request(method, params, timeout=self.rpc_timeout)
+
+    async def ask(
+        self,
+        *,
+        question: str,
+        model_key: str,
+        session_id: str | None,
+        is_reply: bool,
+        mode: AskMode,
+        request_id: str | None = None,
+    ) -> AsyncGenerator[UpstreamEvent, None]:
+        """One turn: ``AskAccepted``, then session, text, reasoning and tool events, then ``AskFinished``.
+
+        Leaving early (``aclose``, cancellation) sends ``chat/stop`` so Lingma stops generating.
+        """
+        conn = await self._connection_for_ask()
+        params = ask_params(
+            request_id=request_id or uuid.uuid4().hex,
+            question=question,
+            model_key=model_key,
+            session_id=session_id,
+            is_reply=is_reply,
+            mode=mode,
+        )
+        turn = run_turn(conn, params, instance_id=self.id, timeout=self.rpc_timeout)
+        self.in_flight += 1
+        try:
+            async for event in turn:
+                yield event
+            self.served_total += 1
+        except NoCapacityError:
+            self._set_state("login_required")
+            raise
+        finally:
+            self.in_flight -= 1
+            await turn.aclose()
+
+    async def _connection_for_ask(self) -> RpcConnection:
+        if self._state == "login_required" and self._conn is not None and not self._conn.closed:
+            await self.auth_status()
+            if self._state == "login_required":
+                raise logged_out_error(self.id)
+        if self._state != "ready" or self._conn is None or self._conn.closed:
+            retry = self.restart_delay if self._state in ("starting", "restarting") else None
+            raise NoCapacityError(f"Lingma instance {self.id} is {self._state}", retry_after_s=retry)
+        return self._conn
+
+    def _connection(self) -> RpcConnection:
+        if self._conn is None or self._conn.closed:
+            raise UpstreamUnavailableError(f"Lingma instance {self.id} is {self._state}")
+        return self._conn
+
+    async def _launch(self) -> None:
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            await end_stale_process(self.work_dir)
+            proc, ws = await launch(
+                binary=self.binary,
+                work_dir=self.work_dir,
+                first_port=self.first_port,
+                startup_timeout=self.startup_timeout,
+                env=self._env,
+            )
+        except OSError as exc:
+            raise UpstreamUnavailableError(f"cannot start Lingma instance {self.id}: {exc}") from exc
+        conn = RpcConnection(ws, name=f"Lingma instance {self.id}")
+        conn.tool_handler = lambda invoke: self._answer_tool(conn, invoke)
+        conn.on_close = self._connection_lost
+        conn.start()
+        try:
+            await conn.request(
+                "initialize", initialize_params(self.work_dir, name=self.id), timeout=self.startup_timeout
+            )
+            # 2.11.1 logs "unknown method: initialized"; every known client sends it anyway (§3).
+            await conn.notify("initialized", {})
+            self._proc, self._conn = proc, conn
+            await self._read_auth(self.startup_timeout)
+        except BaseException as exc:
+            self._proc = self._conn = None
+            await conn.close(f"Lingma instance {self.id} failed to start")
+            await proc.stop()
+            if isinstance(exc, GatewayError) and not isinstance(exc, UpstreamUnavailableError):
+                raise UpstreamUnavailableError(f"Lingma instance {self.id} failed its handshake: {exc}") from exc
+            raise
+
+    async def _read_auth(self, timeout: float) -> JsonObject:
+        result = await self._connection().request("auth/status", {}, timeout=timeout)
+        status: JsonObject = result if isinstance(result, dict) else {}
+        if not self._stopping and self._state != "stopped":
+            # The predecessor's rule: logged in means a truthy user id (lingma-protocol.md §4.1).
+            self._set_state("ready" if status.get("id") else "login_required")
+        return status
+
+    def _connection_lost(self, reason: str) -> None:
+        """Leave "ready" the moment the socket goes, before the watcher task gets to run."""
+        if not self._stopping and self._state in ("ready", "login_required"):
+            self._set_state("restarting")
+
+    async def _answer_tool(self, conn: RpcConnection, invoke: JsonObject) -> None:
+        """Lingma's agent wants an IDE tool run; a headless gateway answers that it cannot (spec §4.2)."""
+        self.tool_invokes_total += 1
+        result = tool_unavailable_result(invoke)
+        await conn.request("tool/invokeResult", result, timeout=min(self.rpc_timeout, 30.0))
+
+    async def _supervise(self) -> None:
+        failures = 0
+        try:
+            while not self._stopping:
+                started = time.monotonic()
+                reason = await self._wait_for_exit()
+                if self._stopped():
+                    return
+                failures = 0 if time.monotonic() - started >= STABLE_UPTIME else failures + 1
+                log.warning("%s; restarting", reason)
+                self.last_error = reason
+                await self._shutdown(reason)
+                self._set_state("restarting")
+                failures = await self._restart(failures)
+        except Exception as exc:
+            log.exception("the watcher of Lingma instance %s failed", self.id)
+            self.last_error = f"watcher failed: {exc!r}"
+            self._set_state("unhealthy")
+
+    async def _restart(self, failures: int) -> int:
+        """Start again after a backoff, until it works or the instance is stopped; returns the failures."""
+        while not self._stopping:
+            await asyncio.sleep(min(self.restart_delay * 2 ** max(failures - 1, 0), self._max_delay()))
+            self.restarts_total += 1
+            try:
+                await self._launch()
+                return failures
+            except UpstreamUnavailableError as exc:
+                failures += 1
+                self.last_error = exc.message
+                self._set_state("unhealthy")
+                log.warning("restarting Lingma instance %s failed: %s", self.id, exc.message)
+        return failures
+
+    def _stopped(self) -> bool:
+        """Re-read the flag after an await (a plain attribute test would be narrowed away by mypy)."""
+        return self._stopping
+
+    def _max_delay(self) -> float:
+        return max(self.restart_delay, MAX_RESTART_DELAY)
+
+    async def _wait_for_exit(self) -> str:
+        proc, conn = self._proc, self._conn
+        if proc is None or conn is None:
+            return f"Lingma instance {self.id} is not running"
+        exited = asyncio.ensure_future(proc.wait())
+        closed = asyncio.ensure_future(conn.wait_closed())
+        try:
+            await asyncio.wait({exited, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if not exited.done():
+                # A dying process usually closes its socket first; give the exit a moment to be seen.
+                await asyncio.wait({exited}, timeout=EXIT_GRACE)
+        finally:
+            exited.cancel()
+            closed.cancel()
+        if proc.returncode is not None:
+            return f"Lingma instance {self.id} exited with code {proc.returncode}"
+        return f"lost the connection to Lingma instance {self.id}"
+
+    async def _shutdown(self, reason: str) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if conn is not None:
+            await conn.close(reason)
+        if proc is not None:
+            await proc.stop()
+
+    def _set_state(self, state: InstanceState) -> None:
+        if state != self._state:
+            log.info("Lingma instance %s: %s -> %s", self.id, self._state, state)
+            self._state = state
+            changed, self._changed = self._changed, asyncio.Event()
+            changed.set()

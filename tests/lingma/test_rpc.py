@@ -1,0 +1,145 @@
+"""RpcConnection against an in-process WebSocket peer that speaks Content-Length frames."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from common.errors import UpstreamTimeoutError, UpstreamUnavailableError
+from sidecar.lingma.framing import FrameParser, encode_message
+from sidecar.lingma.rpc import RpcConnection, RpcError, dial
+
+
+class Peer:
+    """A scripted server: answers ``echo`` and ``fail``, ignores ``silent``, records everything it gets."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.arrived = asyncio.Event()
+        self.ws: ServerConnection | None = None
+        self.server: Server | None = None
+
+    async def handler(self, ws: ServerConnection) -> None:
+        self.ws = ws
+        parser = FrameParser()
+        async for message in ws:
+            for frame in parser.feed(message):
+                self.received.append(frame)
+                self.arrived.set()
+                if frame.get("method") == "echo":
+                    await ws.send(encode_message({"jsonrpc": "2.0", "id": frame["id"], "result": frame["params"]}))
+                elif frame.get("method") == "fail":
+                    error = {"code": -32601, "message": "method not found"}
+                    await ws.send(encode_message({"jsonrpc": "2.0", "id": frame["id"], "error": error}))
+
+    async def push(self, *messages: dict[str, Any]) -> None:
+        assert self.ws is not None
+        await self.ws.send("".join(encode_message({"jsonrpc": "2.0", **m}) for m in messages))
+
+    async def wait_for(self, predicate: Any, timeout: float = 5.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                for frame in self.received:
+                    if predicate(frame):
+                        return frame
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[Peer, RpcConnection]]:
+    peer = Peer()
+    async with serve(peer.handler, "127.0.0.1", 0) as server:
+        peer.server = server
+        port = next(iter(server.sockets)).getsockname()[1]
+        conn = RpcConnection(await dial(port, open_timeout=5), name="test peer")
+        conn.start()
+        yield peer, conn
+        await conn.close()
+
+
+async def test_request_result_and_params_always_an_object(pair: tuple[Peer, RpcConnection]) -> None:
+    peer, conn = pair
+    assert await conn.request("echo", timeout=5) == {}
+    assert await conn.request("echo", {"a": 1}, timeout=5) == {"a": 1}
+    await conn.notify("initialized")
+    note = await peer.wait_for(lambda f: f.get("method") == "initialized")
+    assert note["params"] == {} and "id" not in note
+    assert all(isinstance(f["params"], dict) for f in peer.received)
+
+
+async def test_errors_and_timeouts(pair: tuple[Peer, RpcConnection]) -> None:
+    _, conn = pair
+    with pytest.raises(RpcError) as info:
+        await conn.request("fail", timeout=5)
+    assert info.value.rpc_code == -32601 and "method not found" in info.value.message
+    with pytest.raises(UpstreamTimeoutError):
+        await conn.request("silent", timeout=0.2)
+
+
+async def test_every_push_is_answered_and_routed_by_request_id(pair: tuple[Peer, RpcConnection]) -> None:
+    peer, conn = pair
+    invoked: list[dict[str, Any]] = []
+
+    async def tool_handler(params: dict[str, Any]) -> None:
+        invoked.append(params)
+
+    conn.tool_handler = tool_handler
+    mine, other = conn.subscribe("r1"), conn.subscribe("r2")
+    await peer.push(
+        {"id": "s-1", "method": "chat/answer", "params": {"requestId": "r1", "text": "a"}},
+        {"id": "s-2", "method": "window/logMessage", "params": {"message": "noise"}},
+        {"id": "s-3", "method": "session/title/update", "params": {"sessionId": "S"}},
+        {"id": "s-4", "method": "tool/invoke", "params": {"requestId": "r2", "toolCallId": "t", "name": "x"}},
+        {"id": "s-5", "method": "chat/finish", "params": {"requestId": "r1", "statusCode": 200}},
+        {"method": "chat/answer", "params": {"requestId": "r1", "text": "no id, no reply"}},
+    )
+    replies = {}
+    for sid in ("s-1", "s-2", "s-3", "s-4", "s-5"):
+        replies[sid] = await peer.wait_for(lambda f, sid=sid: f.get("id") == sid and "method" not in f)
+    assert {k: v["result"] for k, v in replies.items()} == {
+        "s-1": True,
+        "s-2": None,
+        "s-3": None,
+        "s-4": None,
+        "s-5": True,
+    }
+    assert [(await mine.get())["method"] for _ in range(4)] == [
+        "chat/answer",
+        "session/title/update",
+        "chat/finish",
+        "chat/answer",
+    ]
+    assert [(await other.get())["method"] for _ in range(2)] == ["session/title/update", "tool/invoke"]
+    assert invoked == [{"requestId": "r2", "toolCallId": "t", "name": "x"}]
+    assert conn.subscriber_count == 2
+    conn.unsubscribe(mine)
+    assert conn.subscriber_count == 1
+
+
+async def test_socket_loss_fails_requests_and_subscribers(pair: tuple[Peer, RpcConnection]) -> None:
+    peer, conn = pair
+    sub = conn.subscribe("r1")
+    pending = asyncio.create_task(conn.request("silent", timeout=10))
+    await peer.wait_for(lambda f: f.get("method") == "silent")
+    await peer.push({"id": "s-1", "method": "chat/answer", "params": {"requestId": "r1", "text": "x"}})
+    assert (await sub.get())["method"] == "chat/answer"
+    assert peer.ws is not None
+    await peer.ws.close()
+    with pytest.raises(UpstreamUnavailableError):
+        await pending
+    with pytest.raises(UpstreamUnavailableError):
+        await sub.get()
+    with pytest.raises(UpstreamUnavailableError):
+        await sub.get()
+    await conn.wait_closed()
+    assert conn.closed
+    with pytest.raises(UpstreamUnavailableError):
+        await conn.request("echo", timeout=1)
+    late = conn.subscribe("r9")
+    with pytest.raises(UpstreamUnavailableError):
+        await late.get()
