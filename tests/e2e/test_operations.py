@@ -1,0 +1,86 @@
+"""Operations: probes, metrics, backpressure, bind safety and settings validation, on real processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.gateway import Gateway
+
+pytestmark = pytest.mark.e2e
+
+SLOW = {"turns": [{"match": "hold the slot", "reply": [{"text": "holding "}, {"delay_ms": 3000}, {"text": "done"}]}]}
+
+
+def test_backpressure_answers_429_with_retry_after(gateway_factory: Any) -> None:
+    gw: Gateway = gateway_factory(scenario=SLOW, env={"GATEWAY_MAX_IN_FLIGHT": "1", "GATEWAY_QUEUE_TIMEOUT_SEC": "0.3"})
+    started = threading.Event()
+    finished: list[int] = []
+
+    def hold() -> None:
+        body = {"model": "auto", "stream": True, "messages": [{"role": "user", "content": "hold the slot"}]}
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, timeout=30) as r:
+            for line in r.iter_lines():
+                if "holding" in line:
+                    started.set()
+            finished.append(r.status_code)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert started.wait(20)
+    r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": "x"}]}, timeout=10)  # fmt: skip
+    assert r.status_code == 429
+    assert int(r.headers["retry-after"]) >= 1
+    assert r.json()["error"]["code"] == "rate_limit_exceeded"
+    thread.join(30)
+    assert finished == [200]
+    stats = httpx.get(gw.url + "/metrics", timeout=10).text
+    assert "lingma_gateway_rejected_total 1.0" in stats
+
+
+def test_probes_and_metrics(gateway_factory: Any) -> None:
+    gw: Gateway = gateway_factory()
+    assert httpx.get(gw.url + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(gw.url + "/readyz").json()
+    assert ready["status"] == "ready" and ready["instances_ready"] == 1
+    httpx.post(gw.url + "/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": "m"}]}, timeout=30)  # fmt: skip
+    httpx.post(gw.url + "/v1/chat/completions", content=b"{", timeout=30)
+    text = httpx.get(gw.url + "/metrics").text
+    assert 'lingma_gateway_http_requests_total{route="/v1/chat/completions",status="200"} 1.0' in text
+    assert 'lingma_gateway_http_requests_total{route="/v1/chat/completions",status="400"} 1.0' in text
+    assert 'lingma_gateway_http_request_seconds_bucket{le="+Inf",route="/v1/chat/completions"} 2.0' in text
+    assert 'lingma_gateway_instance_state{instance="inst-0",state="ready"} 1.0' in text
+    assert "lingma_gateway_sidecar_up 1" in text
+
+
+def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "handlers", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_open_non_loopback_bind_is_refused_without_keys(short_dir: Any) -> None:
+    result = _run(["handler", "models", "--host", "0.0.0.0", "--port", str(free_port()), "--socket", str(short_dir / "x.sock")])  # fmt: skip
+    assert result.returncode != 0
+    assert "refusing to bind 0.0.0.0" in result.stderr and "--allow-open" in result.stderr
+
+
+def test_every_bad_setting_is_named_at_start(short_dir: Any) -> None:
+    env = {"INSTANCE_COUNT": "zero", "LINGMA_RPC_TIMEOUT": "-5", "API_KEYS": "k-secret-1", "METRICS_PUBLIC": "maybe"}
+    result = _run(["handler", "models", "--port", str(free_port()), "--socket", str(short_dir / "x.sock")], env)
+    assert result.returncode != 0
+    for name in ("INSTANCE_COUNT", "LINGMA_RPC_TIMEOUT", "METRICS_PUBLIC"):
+        assert name in result.stderr
+    assert "Traceback" not in result.stderr and "k-secret-1" not in result.stderr
