@@ -1,0 +1,5 @@
+"""Anthropic Messages and token counting."""
+
+from handlers.anthropic_messages.routes import router
+
+__all__ = ("router",)

@@ -1,0 +1,191 @@
+"""The stream's block state machine, shared by the SSE encoder and the non-stream fold.
+
+It turns internal events into Anthropic stream payloads (wire.md §3.5): block indices dense and in start order,
+one block open at a time, text never opened for whitespace alone before a tool call, tool input delivered only
+through ``input_json_delta`` fragments, thinking blocks closed by a signature, and exactly one terminal:
+``message_delta`` + ``message_stop``, or ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, error_from_failed
+from handlers.errors import anthropic_error_body
+
+__all__ = ("ARGUMENT_FRAGMENT", "THINKING_SIGNATURE", "TOOL_ID_PREFIX", "BlockMachine", "Payload", "fragments")
+
+TOOL_ID_PREFIX = "toolu_"
+ARGUMENT_FRAGMENT = 48
+THINKING_SIGNATURE = "lingma-gateway"
+"""Thinking blocks need a signature; Claude Code echoes it back and ``to_conversation`` drops it again."""
+
+Payload = dict[str, Any]
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _tool_input(call: ToolCall) -> str:
+    """The call's input as JSON text of an object, whatever the sidecar handed over."""
+    if call.kind == "function":
+        if not call.arguments.strip():
+            return "{}"
+        try:
+            if isinstance(json.loads(call.arguments), dict):
+                return call.arguments
+        except ValueError:
+            pass
+    return _canonical({"input": call.arguments})
+
+
+def _escape_end(text: str, i: int) -> int:
+    """The index after the escape sequence starting at ``text[i]`` (a surrogate pair counts as one)."""
+    if text.startswith("u", i + 1):
+        end = i + 6
+        if text[i + 2 : i + 4].lower() in ("d8", "d9", "da", "db") and text.startswith("\\u", end):
+            end += 6
+        return end
+    return i + 2
+
+
+def fragments(text: str, size: int = ARGUMENT_FRAGMENT) -> list[str]:
+    """Cut JSON text into pieces of about ``size`` characters, never inside an escape sequence."""
+    pieces: list[str] = []
+    start = i = 0
+    while i < len(text):
+        i = _escape_end(text, i) if text[i] == "\\" else i + 1
+        if i - start >= size:
+            pieces.append(text[start:i])
+            start = i
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
+
+
+def _delta(index: int, delta: Payload) -> Payload:
+    return {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+class BlockMachine:
+    """The block state machine: dense indices, one block open at a time, exactly one terminal."""
+
+    def __init__(self, *, message_id: str, model: str, want_thinking: bool) -> None:
+        self._message_id = message_id
+        self._model = model
+        self._want_thinking = want_thinking
+        self._next = 0
+        self._open: str | None = None
+        self._pending_space = ""
+        self._tool_uses = 0
+        self._input = (0, 0)
+        self.done = False
+
+    def start(self, started: Started) -> Payload:
+        self._input = (started.input_tokens, started.cached_input_tokens)
+        return {
+            "type": "message_start",
+            "message": {
+                "id": self._message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": self._model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": self._usage(*self._input, 0),
+            },
+        }
+
+    @staticmethod
+    def _usage(total: int, cached: int, output: int) -> Payload:
+        return {
+            "input_tokens": max(0, total - cached),
+            "output_tokens": output,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": cached,
+        }
+
+    def feed(self, event: Event) -> list[Payload]:
+        if self.done:
+            return []
+        if isinstance(event, TextDelta):
+            return self._text(event.text)
+        if isinstance(event, ReasoningDelta):
+            return self._thinking(event.text) if self._want_thinking and event.text else []
+        if isinstance(event, ToolCall):
+            return self._tool_use(event)
+        if isinstance(event, Finished):
+            return self._finish(event)
+        if isinstance(event, Failed):
+            self.done = True
+            error = anthropic_error_body(error_from_failed(event))["error"]
+            return [{"type": "error", "error": error}]
+        return []
+
+    def _begin(self, kind: str, block: Payload) -> list[Payload]:
+        out = self._close()
+        out.append({"type": "content_block_start", "index": self._next, "content_block": block})
+        self._next += 1
+        self._open = kind
+        return out
+
+    def _close(self) -> list[Payload]:
+        if self._open is None:
+            return []
+        index = self._next - 1
+        out: list[Payload] = []
+        if self._open == "thinking":
+            out.append(_delta(index, {"type": "signature_delta", "signature": THINKING_SIGNATURE}))
+        out.append({"type": "content_block_stop", "index": index})
+        self._open = None
+        return out
+
+    def _text(self, text: str) -> list[Payload]:
+        if self._open == "text":
+            return [_delta(self._next - 1, {"type": "text_delta", "text": text})] if text else []
+        # Whitespace before a tool call would be an empty-looking text block: hold it until real text comes.
+        if not (self._pending_space + text).strip():
+            self._pending_space += text
+            return []
+        out = self._begin("text", {"type": "text", "text": ""})
+        out.append(_delta(self._next - 1, {"type": "text_delta", "text": self._pending_space + text}))
+        self._pending_space = ""
+        return out
+
+    def _thinking(self, text: str) -> list[Payload]:
+        if self._open == "thinking":
+            return [_delta(self._next - 1, {"type": "thinking_delta", "thinking": text})]
+        out = self._begin("thinking", {"type": "thinking", "thinking": ""})
+        out.append(_delta(self._next - 1, {"type": "thinking_delta", "thinking": text}))
+        return out
+
+    def _tool_use(self, call: ToolCall) -> list[Payload]:
+        self._pending_space = ""
+        block = {"type": "tool_use", "id": TOOL_ID_PREFIX + call.id, "name": call.name, "input": {}}
+        out = self._begin("tool_use", block)
+        index = self._next - 1
+        out.extend(_delta(index, {"type": "input_json_delta", "partial_json": p}) for p in fragments(_tool_input(call)))
+        out.extend(self._close())
+        self._tool_uses += 1
+        return out
+
+    def _finish(self, finished: Finished) -> list[Payload]:
+        self.done = True
+        out = self._close()
+        stop_reason = "max_tokens" if finished.reason == "length" else "end_turn"
+        if self._tool_uses:
+            stop_reason = "tool_use"
+        u = finished.usage
+        total, cached = (u.input_tokens, u.cached_input_tokens) if u.input_tokens else self._input
+        out.append(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": self._usage(total, cached, u.output_tokens),
+            }
+        )
+        out.append({"type": "message_stop"})
+        return out

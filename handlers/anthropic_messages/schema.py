@@ -1,0 +1,150 @@
+"""Anthropic Messages request types (wire.md §3.2). Unknown fields are ignored, unknown block types tolerated.
+
+Content blocks arrive as raw JSON and are typed one at a time by ``decode_block``: Claude Code sends block
+types this gateway has no use for (thinking, server-tool results, newer betas), and one unknown tag must not
+turn a whole request into a 400. Fields a block carries but the gateway never uses (``cache_control``, an
+image's base64 ``data``) are not declared, so they are skipped while decoding and never kept.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = (
+    "KNOWN_BLOCK_TYPES",
+    "Block",
+    "CountTokensRequest",
+    "DocumentBlock",
+    "ImageBlock",
+    "MessageParam",
+    "MessagesRequest",
+    "Metadata",
+    "OtherBlock",
+    "TextBlock",
+    "ThinkingParam",
+    "ToolChoiceParam",
+    "ToolParam",
+    "ToolResultBlock",
+    "ToolUseBlock",
+    "decode_block",
+)
+
+
+class _Block(msgspec.Struct, tag_field="type"):
+    pass
+
+
+class TextBlock(_Block, tag="text"):
+    text: str = ""
+
+
+class ImageSource(msgspec.Struct):
+    type: str = ""
+    media_type: str | None = None
+    url: str | None = None
+    file_id: str | None = None
+
+
+class ImageBlock(_Block, tag="image"):
+    source: ImageSource = msgspec.field(default_factory=ImageSource)
+
+
+class DocumentSource(msgspec.Struct):
+    type: str = ""
+    media_type: str | None = None
+    url: str | None = None
+    data: str | None = None
+    """The document's text when ``type`` is ``text``; a base64 payload otherwise (never used)."""
+    content: str | list[msgspec.Raw] | None = None
+    """The document's blocks when ``type`` is ``content``."""
+
+
+class DocumentBlock(_Block, tag="document"):
+    source: DocumentSource = msgspec.field(default_factory=DocumentSource)
+    title: str | None = None
+
+
+class ToolUseBlock(_Block, tag="tool_use"):
+    id: str
+    name: str
+    input: object = None
+
+
+class ToolResultBlock(_Block, tag="tool_result"):
+    tool_use_id: str
+    content: str | list[msgspec.Raw] | None = None
+    is_error: bool | None = None
+
+
+class OtherBlock(msgspec.Struct, frozen=True):
+    """A block the gateway accepts and drops: thinking, redacted_thinking, server-tool blocks, newer types."""
+
+    type: str
+
+
+Block = TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock | OtherBlock
+KNOWN_BLOCK_TYPES = frozenset({"text", "image", "document", "tool_use", "tool_result"})
+
+
+class _Tag(msgspec.Struct):
+    type: str = ""
+
+
+_tag_decoder = msgspec.json.Decoder(_Tag)
+_block_decoder = msgspec.json.Decoder(TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock)
+
+
+def decode_block(raw: msgspec.Raw) -> Block:
+    """Type one content block; raises ``msgspec.ValidationError`` only for a malformed known block."""
+    tag = _tag_decoder.decode(raw).type
+    if tag not in KNOWN_BLOCK_TYPES:
+        return OtherBlock(type=tag)
+    block: Block = _block_decoder.decode(raw)
+    return block
+
+
+class MessageParam(msgspec.Struct):
+    role: str
+    content: str | list[msgspec.Raw] = ""
+
+
+class ToolParam(msgspec.Struct):
+    name: str
+    description: str | None = None
+    input_schema: dict[str, object] | None = None
+    type: str | None = None
+    """Absent or ``custom`` for a caller-defined tool; anything else is an Anthropic server tool."""
+    defer_loading: bool | None = None
+
+
+class ToolChoiceParam(msgspec.Struct):
+    type: str
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+
+class ThinkingParam(msgspec.Struct):
+    type: str
+    budget_tokens: int | None = None
+
+
+class Metadata(msgspec.Struct):
+    user_id: str | None = None
+
+
+class CountTokensRequest(msgspec.Struct, kw_only=True):
+    """The body of ``/v1/messages/count_tokens``: a messages request without the output limits."""
+
+    model: str
+    messages: list[MessageParam]
+    system: str | list[msgspec.Raw] | None = None
+    tools: list[ToolParam] | None = None
+    tool_choice: ToolChoiceParam | None = None
+    thinking: ThinkingParam | None = None
+    metadata: Metadata | None = None
+
+
+class MessagesRequest(CountTokensRequest, kw_only=True):
+    max_tokens: int
+    stream: bool = False
+    stop_sequences: list[str] | None = None

@@ -1,0 +1,283 @@
+"""Pure translation between Anthropic Messages and the internal conversation and events.
+
+References: wire.md §3 (request fields §3.2, the non-stream body §3.3, stop reasons §3.4, the stream sequence
+§3.5, errors §3.6, the checklist §3.8); gateway-spec.md §4.6 (Anthropic ``input_tokens`` excludes cached ones).
+The stream encoder and the non-stream fold run the same block state machine (``blocks.py``), so the two
+cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import msgspec
+
+from common.conversation import Conversation, ImagePart, Message, Part, TextPart, ToolCallRecord, ToolChoice, ToolSpec
+from common.errors import BadRequestError
+from common.protocol import Event, Failed, Finished, Started, error_from_failed
+from handlers.anthropic_messages.blocks import TOOL_ID_PREFIX, BlockMachine, Payload
+from handlers.anthropic_messages.schema import (
+    Block,
+    CountTokensRequest,
+    DocumentBlock,
+    ImageBlock,
+    MessagesRequest,
+    TextBlock,
+    ToolChoiceParam,
+    ToolResultBlock,
+    ToolUseBlock,
+    decode_block,
+)
+from handlers.sse import sse_event
+
+__all__ = (
+    "TOOL_ID_PREFIX",
+    "AnthropicEncoder",
+    "strip_tool_prefix",
+    "to_conversation",
+    "to_message",
+)
+
+_BILLING_HEADER = "x-anthropic-billing-header:"
+_THINKING_ON = frozenset({"enabled", "adaptive"})
+_CHOICES = {"auto": "auto", "any": "required", "none": "none", "tool": "named"}
+
+
+def strip_tool_prefix(tool_id: str) -> str:
+    return tool_id[len(TOOL_ID_PREFIX) :] if tool_id.startswith(TOOL_ID_PREFIX) else tool_id
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# -- request -> Conversation ---------------------------------------------------------------------------------
+
+
+def _blocks(content: str | list[msgspec.Raw] | None) -> list[Block]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextBlock(text=content)]
+    try:
+        return [decode_block(raw) for raw in content]
+    except msgspec.ValidationError as exc:
+        raise BadRequestError(f"invalid content block: {exc}", param="messages") from None
+
+
+def _image(block: ImageBlock) -> ImagePart:
+    # Lingma's chat takes no images: keep where it came from, never the base64 payload.
+    src = block.source
+    if src.url:
+        return ImagePart(src.url)
+    if src.type == "base64":
+        return ImagePart(f"data:{src.media_type or 'application/octet-stream'}")
+    return ImagePart(f"file:{src.file_id}" if src.file_id else "")
+
+
+def _document(block: DocumentBlock) -> TextPart:
+    src = block.source
+    text: str | None = None
+    if src.type == "text" and src.data is not None:
+        text = src.data
+    elif src.type == "content" and src.content is not None:
+        text = "\n".join(b.text for b in _blocks(src.content) if isinstance(b, TextBlock))
+    if text is None:
+        label = block.title or src.url or src.media_type or "attachment"
+        return TextPart(f"[document not shown: {label}]")
+    return TextPart(f"{block.title}\n\n{text}" if block.title else text)
+
+
+def _parts(blocks: Sequence[Block]) -> list[Part]:
+    """Text, images and documents; every other block is handled by the caller or dropped."""
+    out: list[Part] = []
+    for block in blocks:
+        if isinstance(block, TextBlock):
+            out.append(TextPart(block.text))
+        elif isinstance(block, ImageBlock):
+            out.append(_image(block))
+        elif isinstance(block, DocumentBlock):
+            out.append(_document(block))
+    return out
+
+
+def _user(blocks: list[Block], names: dict[str, str]) -> list[Message]:
+    # Tool results answer the previous assistant turn, so they come before any new text of this turn.
+    out: list[Message] = []
+    for block in blocks:
+        if isinstance(block, ToolResultBlock):
+            call_id = strip_tool_prefix(block.tool_use_id)
+            out.append(
+                Message(
+                    role="tool",
+                    content=_parts(_blocks(block.content)),
+                    tool_call_id=call_id,
+                    name=names.get(call_id),
+                    is_error=bool(block.is_error),
+                )
+            )
+    parts = _parts(blocks)
+    if parts:
+        out.append(Message(role="user", content=parts))
+    return out
+
+
+def _assistant(blocks: list[Block], names: dict[str, str]) -> list[Message]:
+    calls: list[ToolCallRecord] = []
+    for block in blocks:
+        if isinstance(block, ToolUseBlock):
+            call_id = strip_tool_prefix(block.id)
+            names[call_id] = block.name
+            arguments = _canonical(block.input if block.input is not None else {})
+            calls.append(ToolCallRecord(id=call_id, name=block.name, arguments=arguments))
+    parts = _parts(blocks)
+    if not parts and not calls:
+        return []  # only thinking or server-tool blocks: nothing Lingma could use
+    return [Message(role="assistant", content=parts, tool_calls=calls)]
+
+
+def _system_texts(content: str | list[msgspec.Raw] | None) -> list[str]:
+    # Claude Code's billing header changes between builds and means nothing to the model.
+    texts = [b.text for b in _blocks(content) if isinstance(b, TextBlock)]
+    return [t for t in texts if t.strip() and not t.startswith(_BILLING_HEADER)]
+
+
+def _messages(req: CountTokensRequest) -> list[Message]:
+    """One leading system message (the ``system`` field, then inline ``role:"system"`` entries), then the turns."""
+    system = _system_texts(req.system)
+    names: dict[str, str] = {}
+    turns: list[Message] = []
+    for msg in req.messages:
+        if msg.role == "system":
+            system.extend(_system_texts(msg.content))
+        elif msg.role == "user":
+            turns.extend(_user(_blocks(msg.content), names))
+        elif msg.role == "assistant":
+            turns.extend(_assistant(_blocks(msg.content), names))
+        else:
+            raise BadRequestError(f"unknown message role {msg.role!r}: use user or assistant", param="messages")
+    if not turns:
+        raise BadRequestError("messages must contain at least one user or assistant message", param="messages")
+    head = [Message(role="system", content=[TextPart("\n\n".join(system))])] if system else []
+    return head + turns
+
+
+def _tools(req: CountTokensRequest, allowlist: tuple[str, ...], enabled: bool) -> list[ToolSpec]:
+    for tool in req.tools or []:
+        if tool.type not in (None, "custom"):
+            raise BadRequestError(
+                f"server tools are not supported by this gateway: {tool.name!r} (type {tool.type}); "
+                "define it as a custom tool with an input_schema instead",
+                param="tools",
+            )
+    if not enabled:
+        return []
+    return [
+        ToolSpec(name=t.name, description=t.description or "", parameters=_canonical(t.input_schema or {}))
+        for t in req.tools or []
+        if not allowlist or t.name in allowlist
+    ]
+
+
+def _tool_choice(raw: ToolChoiceParam | None, tools: list[ToolSpec]) -> ToolChoice:
+    if not tools:
+        return ToolChoice(mode="none")
+    if raw is None:
+        return ToolChoice()
+    mode = _CHOICES.get(raw.type)
+    if mode is None:
+        raise BadRequestError(
+            f"unknown tool_choice type {raw.type!r}: use auto, any, tool or none", param="tool_choice"
+        )
+    if mode != "named":
+        return ToolChoice(mode=mode)  # type: ignore[arg-type]
+    if raw.name not in {t.name for t in tools}:
+        raise BadRequestError(f"tool_choice names {raw.name!r}, which is not among the tools", param="tool_choice")
+    return ToolChoice(mode="named", name=raw.name)
+
+
+def to_conversation(
+    req: CountTokensRequest,
+    *,
+    allowlist: tuple[str, ...],
+    tools_enabled: bool,
+    key_fingerprint: str,
+    affinity: str | None,
+) -> Conversation:
+    """Normalise a messages (or count_tokens) request; ``affinity`` is Claude Code's session header."""
+    if not req.model:
+        raise BadRequestError("model must not be empty", param="model")
+    tools = _tools(req, allowlist, tools_enabled)
+    return Conversation(
+        model=req.model,
+        messages=_messages(req),
+        tools=tools,
+        tool_choice=_tool_choice(req.tool_choice, tools),
+        max_tokens=req.max_tokens if isinstance(req, MessagesRequest) else None,
+        want_reasoning=req.thinking is not None and req.thinking.type in _THINKING_ON,
+        affinity=affinity or (req.metadata.user_id if req.metadata else None),
+        api_key_fingerprint=key_fingerprint,
+    )
+
+
+# -- events -> stream / message --------------------------------------------------------------------------------
+
+
+class AnthropicEncoder:
+    """Events in, SSE bytes out (the ``StreamEncoder`` of handlers/turn.py); every event is named by its type."""
+
+    def __init__(self, *, message_id: str, model: str, want_thinking: bool) -> None:
+        self._blocks = BlockMachine(message_id=message_id, model=model, want_thinking=want_thinking)
+
+    def start(self, started: Started) -> bytes:
+        return _encode([self._blocks.start(started)])
+
+    def feed(self, event: Event) -> bytes:
+        return _encode(self._blocks.feed(event))
+
+    def heartbeat(self) -> bytes:
+        return b"" if self._blocks.done else sse_event("ping", {"type": "ping"})
+
+
+def _encode(payloads: list[Payload]) -> bytes:
+    return b"".join(sse_event(p["type"], p) for p in payloads)
+
+
+def _accumulate(message: Payload, payload: Payload, buffers: dict[int, str]) -> None:
+    """Apply one stream event to the message, as the SDKs' stream accumulators do."""
+    kind = payload["type"]
+    if kind == "content_block_start":
+        message["content"].append(dict(payload["content_block"]))
+    elif kind == "content_block_delta":
+        block, delta = message["content"][payload["index"]], payload["delta"]
+        if delta["type"] == "text_delta":
+            block["text"] += delta["text"]
+        elif delta["type"] == "thinking_delta":
+            block["thinking"] += delta["thinking"]
+        elif delta["type"] == "signature_delta":
+            block["signature"] = delta["signature"]
+        elif delta["type"] == "input_json_delta":
+            buffers[payload["index"]] = buffers.get(payload["index"], "") + delta["partial_json"]
+    elif kind == "content_block_stop" and payload["index"] in buffers:
+        message["content"][payload["index"]]["input"] = json.loads(buffers.pop(payload["index"]))
+    elif kind == "message_delta":
+        message.update(payload["delta"])
+        message["usage"].update(payload["usage"])
+
+
+def to_message(events: Sequence[Event], *, message_id: str, model: str, want_thinking: bool) -> Payload:
+    """Fold a finished turn's events into one ``message`` object; a ``Failed`` raises its error."""
+    blocks = BlockMachine(message_id=message_id, model=model, want_thinking=want_thinking)
+    started = next((e for e in events if isinstance(e, Started)), Started(model=model))
+    message: Payload = blocks.start(started)["message"]
+    buffers: dict[int, str] = {}
+    for event in events:
+        if isinstance(event, Failed):
+            raise error_from_failed(event)
+        for payload in blocks.feed(event):
+            _accumulate(message, payload, buffers)
+    if not blocks.done:
+        for payload in blocks.feed(Finished()):
+            _accumulate(message, payload, buffers)
+    return message
