@@ -182,6 +182,7 @@ class SidecarServer:
                 case RawModels(instance=instance):
                     return RawResult(json=await self.backend.raw_models(instance))
                 case CountTokens(conversation=conversation):
+                    self.stats.requests["count_tokens"] += 1
                     return TokenCount(input_tokens=await self.backend.count_tokens(conversation))
                 case _:
                     return Failed(code="bad_request", message=f"unexpected operation {type(op).__name__}")
