@@ -1,0 +1,30 @@
+"""Emulated tool calling: the prompt contract that offers tools, and the recognisers that find calls in replies."""
+
+from .calls import OfferedTool, RecognisedCall, Recogniser, offered_tools
+from .contract import (
+    CALL_FORMAT_DOC,
+    render_contract,
+    render_tool_call,
+    render_tool_calls,
+    render_tool_result,
+)
+from .recognise import Recognition, recognise
+from .stream import CallOut, Out, TextOut, ToolCallFilter
+
+__all__ = (
+    "CALL_FORMAT_DOC",
+    "CallOut",
+    "OfferedTool",
+    "Out",
+    "RecognisedCall",
+    "Recogniser",
+    "Recognition",
+    "TextOut",
+    "ToolCallFilter",
+    "offered_tools",
+    "recognise",
+    "render_contract",
+    "render_tool_call",
+    "render_tool_calls",
+    "render_tool_result",
+)

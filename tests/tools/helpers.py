@@ -1,0 +1,44 @@
+"""Tools and helpers shared by the tool-calling tests."""
+
+from __future__ import annotations
+
+import json
+
+from common.conversation import ToolSpec
+from sidecar.tools import CallOut, OfferedTool, Out, TextOut, ToolCallFilter, offered_tools
+
+SPECS = [
+    ToolSpec(
+        name="Bash",
+        parameters=json.dumps(
+            {"type": "object", "properties": {"command": {"type": "string"}, "timeout": {"type": "integer"}}}
+        ),
+    ),
+    ToolSpec(name="Read", parameters=json.dumps({"type": "object", "properties": {"path": {"type": "string"}}})),
+    ToolSpec(name="apply_patch", kind="custom"),
+]
+TOOLS: dict[str, OfferedTool] = offered_tools(SPECS)
+
+
+def run(chunks: list[str], tools: dict[str, OfferedTool] | None = None, *, hold_all: bool = False) -> list[Out]:
+    """Feed chunks through a filter and merge adjacent text, so results compare across chunkings."""
+    f = ToolCallFilter(TOOLS if tools is None else tools, hold_all=hold_all)
+    raw: list[Out] = []
+    for chunk in chunks:
+        raw.extend(f.feed(chunk))
+    raw.extend(f.finish())
+    merged: list[Out] = []
+    for out in raw:
+        if isinstance(out, TextOut) and merged and isinstance(merged[-1], TextOut):
+            merged[-1] = TextOut(merged[-1].text + out.text)
+        else:
+            merged.append(out)
+    return merged
+
+
+def texts(outs: list[Out]) -> str:
+    return "".join(o.text for o in outs if isinstance(o, TextOut))
+
+
+def calls(outs: list[Out]) -> list[tuple[str, str, str]]:
+    return [(o.call.name, o.call.arguments, o.call.recogniser) for o in outs if isinstance(o, CallOut)]
