@@ -1,0 +1,127 @@
+"""``POST /v1/responses`` and ``POST /responses``: decode, translate, run the turn, encode.
+
+A WebSocket upgrade on the same paths (newer Codex tries one first) is refused at once with 426 and an
+OpenAI error body, so the client falls back to HTTP without waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+
+import msgspec
+from litestar import Request, Response, Router, WebSocket, get, post, websocket
+from litestar.datastructures import State
+from litestar.response import Stream
+
+from common.log import REQUEST_ID
+from common.protocol import Started
+from handlers.body import read_json
+from handlers.context import context_of, key_fingerprint
+from handlers.errors import openai_exception_handlers
+from handlers.openai_responses.schema import ResponsesRequest
+from handlers.openai_responses.translate import (
+    ResponsesEncoder,
+    response_skeleton,
+    to_conversation,
+    to_response,
+    unserved_tool_types,
+)
+from handlers.sse import SSE_HEADERS
+from handlers.turn import collect_turn, open_turn, stream_body
+
+__all__ = ("UNSERVED_TOOLS", "router")
+
+log = logging.getLogger("lingma_gateway.handlers.responses")
+
+PATHS = ["/v1/responses", "/responses"]
+AFFINITY_HEADERS = ("session-id", "session_id", "thread-id")
+UNSERVED_TOOLS: Counter[str] = Counter()
+"""Offered tools left out because Lingma cannot serve their type, per type, in this process."""
+
+_WEBSOCKET_REFUSAL = msgspec.json.encode(
+    {
+        "error": {
+            "message": "WebSocket transport is not supported here; send POST /v1/responses over HTTP instead",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "websocket_not_supported",
+        }
+    }
+)
+
+
+def _note_unserved(kinds: list[str]) -> None:
+    for kind in kinds:
+        if not UNSERVED_TOOLS[kind]:
+            log.info("tools of type %r cannot be served by Lingma and are left out of requests", kind)
+        UNSERVED_TOOLS[kind] += 1
+
+
+def _affinity(request: Request[object, object, State]) -> str | None:
+    for name in AFFINITY_HEADERS:
+        value = request.headers.get(name)
+        if value:
+            return value
+    return None
+
+
+@post(PATHS, status_code=200)
+async def create_response(request: Request[object, object, State]) -> Response[bytes] | Stream:
+    ctx = context_of(request)
+    key = ctx.authenticate(request)
+    req = await read_json(request, ResponsesRequest, ctx.settings.gateway_max_body_bytes)
+    response_id = "resp_" + uuid.uuid4().hex
+    conversation = to_conversation(
+        req,
+        allowlist=ctx.settings.tool_allowlist,
+        tools_enabled=ctx.settings.tool_forward_enabled,
+        key_fingerprint=key_fingerprint(key),
+        affinity=_affinity(request),
+        response_id=response_id,
+    )
+    _note_unserved(unserved_tool_types(req))
+    skeleton = response_skeleton(req, response_id=response_id, created_at=int(time.time()))
+    if not req.stream:
+        events = await collect_turn(ctx.client, conversation, REQUEST_ID.get())
+        instance = next((e.instance for e in events if isinstance(e, Started)), "")
+        body = to_response(events, skeleton=skeleton, want_reasoning=conversation.want_reasoning)
+        return Response(
+            content=msgspec.json.encode(body),
+            media_type="application/json",
+            headers={"x-lingma-instance": instance},
+        )
+    turn = await open_turn(ctx.client, conversation, REQUEST_ID.get(), commit_after=ctx.settings.gateway_heartbeat_sec)
+    encoder = ResponsesEncoder(skeleton, want_reasoning=conversation.want_reasoning)
+    instance = turn.started.instance if turn.started else ""
+    return Stream(
+        stream_body(turn, encoder, heartbeat_sec=ctx.settings.gateway_heartbeat_sec, draining=ctx.draining),
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, "x-lingma-instance": instance},
+    )
+
+
+@get(PATHS, status_code=426)
+async def refuse_get() -> Response[bytes]:
+    """A plain GET (or an upgrade the server did not treat as one): this endpoint is POST only."""
+    return Response(content=_WEBSOCKET_REFUSAL, status_code=426, media_type="application/json")
+
+
+@websocket(PATHS)
+async def refuse_websocket(socket: WebSocket[object, object, State]) -> None:
+    """Deny the handshake with an HTTP answer where the server allows one, else close before accepting."""
+    if "websocket.http.response" in (socket.scope.get("extensions") or {}):
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(_WEBSOCKET_REFUSAL)).encode())]
+        await socket.send({"type": "websocket.http.response.start", "status": 426, "headers": headers})
+        await socket.send({"type": "websocket.http.response.body", "body": _WEBSOCKET_REFUSAL, "more_body": False})
+        return
+    await socket.close(code=1008, reason="use HTTP POST")
+
+
+router = Router(
+    path="/",
+    route_handlers=[create_response, refuse_get, refuse_websocket],
+    exception_handlers=openai_exception_handlers,
+)
