@@ -113,3 +113,8 @@ def sidecar_factory(short_dir: Path) -> Iterator[object]:
     yield make
     for proc in started:
         proc.stop()
+
+
+def captures_dir() -> Path:
+    """``shared/captures`` beside the checkout, as CI lays it out."""
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "captures"

@@ -13,10 +13,11 @@ import pytest
 
 from tests.anthropic_messages.conftest import API_KEY, Gateway
 from tests.anthropic_messages.sse_check import check_stream, comparable
+from tests.conftest import captures_dir
 
 pytestmark = pytest.mark.e2e
 
-CAPTURES = Path("/work/shared/captures")
+CAPTURES = captures_dir()
 MESSAGE_SHAPED = sorted(
     p
     for p in [*CAPTURES.glob("claude_code_*.json"), *CAPTURES.glob("anthropic_python_*.json")]

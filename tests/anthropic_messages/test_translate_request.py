@@ -13,8 +13,9 @@ from common.conversation import Conversation, ImagePart, TextPart, ToolChoice
 from common.errors import BadRequestError
 from handlers.anthropic_messages.schema import CountTokensRequest, MessagesRequest
 from handlers.anthropic_messages.translate import to_conversation
+from tests.conftest import captures_dir
 
-CAPTURES = Path("/work/shared/captures")
+CAPTURES = captures_dir()
 MESSAGE_CAPTURES = sorted(
     p
     for p in [*CAPTURES.glob("claude_code_*.json"), *CAPTURES.glob("anthropic_python_*.json")]

@@ -82,7 +82,7 @@ def test_full_loop_with_the_openai_sdk(gw: Gateway) -> None:
     call = choice.message.tool_calls[0]
     assert call.id.startswith("call_") and call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "Paris"}
-    assert choice.message.content == "Let me check. "
+    assert choice.message.content == "Let me check."
     # The contract reached Lingma in the prompt.
     assert "<tool_call>" in gw.asks()[-1]["questionText"] and "get_weather" in gw.asks()[-1]["questionText"]
 

@@ -7,17 +7,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from tests.conftest import captures_dir
 
-def _captures_dir() -> Path:
-    """``shared/captures`` beside the checkout (as CI lays it out), else the workplace's copy."""
-    beside = Path(__file__).resolve().parents[3] / "shared" / "captures"
-    return beside if beside.is_dir() else Path("/work/shared/captures")
-
-
-CAPTURES = _captures_dir()
+CAPTURES = captures_dir()
 TERMINALS = ("response.completed", "response.incomplete", "response.failed")
 ITEM_TYPES = ("message", "function_call", "custom_tool_call", "reasoning")
 
