@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -49,7 +50,7 @@ from common.protocol import (
     error_from_failed,
 )
 
-__all__ = ("SidecarClient",)
+__all__ = ("SidecarClient", "socket_accepts")
 
 log = logging.getLogger("lingma_gateway.client")
 
@@ -58,6 +59,19 @@ _EVENT_TYPES = (Started, TextDelta, ReasoningDelta, ToolCall, Finished, Failed)
 
 CONNECT_TIMEOUT = 1.0
 UNARY_TIMEOUT = 30.0
+
+
+def socket_accepts(path: str | Path, timeout: float = 1.0) -> bool:
+    """Whether something accepts connections on the Unix socket at ``path`` (a blocking probe)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(timeout)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 class _Connection:

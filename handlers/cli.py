@@ -14,7 +14,6 @@ import ipaddress
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from types import FrameType
 
 import uvicorn
 
+from common.client import SidecarClient, socket_accepts
 from common.log import setup_logging
 from common.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
 from handlers.app import ROUTES, create_app
@@ -126,8 +126,6 @@ class _Server(uvicorn.Server):
 
 
 def _serve_http(settings: Settings, routes: tuple[str, ...]) -> None:
-    from common.client import SidecarClient
-
     ctx = GatewayContext(settings=settings, client=SidecarClient(settings.socket_path))
     app = create_app(settings, routes, context=ctx)
     config = uvicorn.Config(
@@ -152,17 +150,6 @@ def _pdeathsig() -> None:
     os.setpgrp()
 
 
-def _socket_ready(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
 def _start_sidecar(settings: Settings, simulator: bool) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "sidecar"] + (["--simulator"] if simulator else [])
     child = subprocess.Popen(cmd, preexec_fn=_pdeathsig)
@@ -170,7 +157,7 @@ def _start_sidecar(settings: Settings, simulator: bool) -> subprocess.Popen[byte
     while time.monotonic() < deadline:
         if child.poll() is not None:
             raise SystemExit(f"lingma-gateway: the sidecar exited during start-up (status {child.returncode})")
-        if _socket_ready(settings.socket_path):
+        if socket_accepts(settings.socket_path):
             return child
         time.sleep(0.05)
     child.terminate()

@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException
 from litestar.types import ExceptionHandlersMap
 
 from common.errors import BadRequestError, GatewayError, InternalError, NotFoundError, TooLargeError
+from common.log import REQUEST_ID
 
 __all__ = (
     "anthropic_error_body",
@@ -136,7 +137,7 @@ def _openai_handler(request: Request[Any, Any, Any], exc: Exception) -> Response
 
 def _anthropic_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     err = to_gateway_error(exc)
-    request_id = request.headers.get("x-request-id")
+    request_id = REQUEST_ID.get()
     return Response(
         content=anthropic_error_body(err, request_id),
         status_code=_status_override(err, anthropic_status(err)),

@@ -90,6 +90,7 @@ async def run(settings: Settings, script: str | None) -> int:
     finally:
         await server.drain()
         await backend.stop()
+        log.info("sidecar stopped")
     return 0
 
 

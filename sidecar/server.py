@@ -11,11 +11,11 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from common.client import socket_accepts
 from common.errors import GatewayError, InternalError, UpstreamUnavailableError
 from common.frames import FrameError, pack_frame, read_frame
 from common.protocol import (
@@ -56,18 +56,6 @@ class SocketInUseError(RuntimeError):
     """Another live sidecar already serves this socket path."""
 
 
-def _socket_is_live(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
 class SidecarServer:
     def __init__(
         self,
@@ -95,7 +83,7 @@ class SidecarServer:
         if self.path.exists() or self.path.is_symlink():
             if not stat.S_ISSOCK(self.path.lstat().st_mode):
                 raise SocketInUseError(f"{self.path} exists and is not a socket; refusing to replace it")
-            if _socket_is_live(self.path):
+            if socket_accepts(self.path):
                 raise SocketInUseError(f"another sidecar is already serving {self.path}")
             log.warning("replacing a stale socket file left by a sidecar that did not exit cleanly")
             self.path.unlink()

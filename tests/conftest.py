@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from common.client import socket_accepts
+
 settings.register_profile(
     "ci", deadline=None, max_examples=150, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -37,17 +39,6 @@ def wait_for(predicate: object, timeout: float = 20.0, interval: float = 0.05, w
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def socket_accepts(path: Path) -> bool:
-    s = socket.socket(socket.AF_UNIX)
-    try:
-        s.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        s.close()
-    return True
 
 
 @pytest.fixture
