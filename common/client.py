@@ -85,6 +85,11 @@ class _Connection:
         self.writer.write(pack_frame(encode(op)))
         await self.writer.drain()
 
+    async def exchange(self, frame: bytes) -> Reply:
+        self.writer.write(frame)
+        await self.writer.drain()
+        return await self.receive()
+
     async def receive(self) -> Reply:
         try:
             body = await read_frame(self.reader)
@@ -154,37 +159,35 @@ class SidecarClient:
             conn.close()
 
     async def _start(self, op: Request) -> tuple[_Connection, Reply]:
-        """Send ``op`` and read the first frame, retrying once on a pooled connection that went stale."""
+        """Send ``op`` and read the first frame, retrying once on a pooled connection that went stale.
+
+        On any failure (including cancellation) the connection is closed here, so nothing leaks.
+        """
+        frame = pack_frame(encode(op))
         conn, pooled = await self._acquire()
         try:
-            await conn.send(op)
-            return conn, await conn.receive()
+            return conn, await conn.exchange(frame)
         except (SidecarUnavailableError, OSError):
             conn.close()
             if not pooled:
                 raise SidecarUnavailableError("the sidecar closed the connection") from None
+        except BaseException:
+            conn.close()
+            raise
         conn = await self._connect()
         try:
-            await conn.send(op)
-            return conn, await conn.receive()
+            return conn, await conn.exchange(frame)
         except BaseException:
             conn.close()
             raise
 
     async def request(self, op: Request) -> Reply:
         """A unary call: exactly one reply frame. ``Failed`` is raised as its ``GatewayError``."""
-        conn: _Connection | None = None
         try:
             async with asyncio.timeout(UNARY_TIMEOUT):
                 conn, reply = await self._start(op)
         except TimeoutError:
-            if conn is not None:
-                conn.close()
             raise SidecarUnavailableError("the sidecar did not answer in time") from None
-        except BaseException:
-            if conn is not None:
-                conn.close()
-            raise
         self._release(conn)
         if isinstance(reply, Failed):
             raise error_from_failed(reply)
@@ -205,14 +208,17 @@ class SidecarClient:
             while True:
                 if not isinstance(frame, _EVENT_TYPES):
                     raise InternalError(f"unexpected frame {type(frame).__name__} in a stream")
-                yield frame
                 if isinstance(frame, (Finished, Failed)):
+                    # Only a terminal read off the wire frees the connection, even if the consumer stops here.
                     done = True
+                    yield frame
                     return
+                yield frame
                 try:
                     frame = await conn.receive()
                 except GatewayError as exc:
-                    frame = Failed(code="sidecar_unavailable", message=exc.message)
+                    yield Failed(code="sidecar_unavailable", message=exc.message)
+                    return
 
         try:
             yield frames()
