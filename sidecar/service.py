@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
 
 from common.conversation import Conversation, ToolCallRecord, ToolChoice, ToolSpec
-from common.errors import GatewayError, PreviousResponseNotFoundError, UpstreamError
+from common.errors import PreviousResponseNotFoundError, UpstreamError
 from common.protocol import (
     Complete,
     Event,
@@ -60,7 +60,37 @@ class _Attempt:
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     calls: list[ToolCallRecord] = field(default_factory=list)
-    held: list[TextOut | CallOut] = field(default_factory=list)
+
+
+@dataclass
+class _Turn:
+    """One request's turn across its attempts (a stale-session retry, a forced-choice retry)."""
+
+    conv: Conversation
+    prompt: RenderedPrompt
+    tools: list[ToolSpec]
+    choice: ToolChoice
+    full_tokens: int
+    claim: SessionState | None
+    question: str
+    session_id: str | None
+    is_reply: bool
+    claim_spent: bool = False
+    """Lingma accepted an ask in the claimed session, so its state moved on: never give the claim back."""
+    content_sent: bool = False
+    stale_retried: bool = False
+    forced_retried: bool = False
+    sent_bytes: int = 0
+    calls_index: int = 0
+
+    @property
+    def forced(self) -> bool:
+        return self.choice.mode in ("required", "named")
+
+    @property
+    def reused(self) -> bool:
+        """Whether the answer continues the claimed session with the client's own history."""
+        return self.claim is not None and not self.stale_retried
 
 
 class LingmaBackend:
@@ -141,158 +171,162 @@ class LingmaBackend:
         conv = await self._expand(op.conversation)
         tools, choice = self._tools(conv)
         prompt = render(conv, tools=tools, choice=choice)
-        full_tokens = count_tokens(prompt.full)
-        fingerprint = conv.api_key_fingerprint
         claim: SessionState | None = None
         if self.settings.session_reuse_enabled and prompt.history and prompt.reply:
-            claim = await self.cache.claim(conversation_key(fingerprint, tools, prompt.history))
+            claim = await self.cache.claim(conversation_key(conv.api_key_fingerprint, tools, prompt.history))
+        turn = _Turn(
+            conv=conv,
+            prompt=prompt,
+            tools=tools,
+            choice=choice,
+            full_tokens=count_tokens(prompt.full),
+            claim=claim,
+            question=prompt.reply if claim else prompt.full,
+            session_id=claim.session_id if claim else None,
+            is_reply=claim is not None,
+        )
         try:
             inst = self.pool.choose(claim.instance if claim else None, conv.affinity or _affinity(conv))
-        except GatewayError:
-            if claim is not None:
-                await self.cache.restore(claim)
+            if claim is not None and claim.instance != inst.id:
+                # The instance that held the session is gone: the entry is dropped and the turn goes fresh.
+                self.book.session_cache["instance_gone"] += 1
+                turn.claim, turn.question, turn.session_id, turn.is_reply = None, prompt.full, None, False
+            key, mode = await self._resolve(inst, conv.model)
+            async with self.pool.slot(inst, self.settings.gateway_queue_timeout_sec):
+                yield Started(
+                    model=key,
+                    input_tokens=turn.full_tokens,
+                    cached_input_tokens=self._cached_tokens(turn),
+                    instance=inst.id,
+                    session="reused" if turn.claim else "fresh",
+                )
+                self.book.requests["turns"] += 1
+                async for event in self._run(turn, inst, key, mode):
+                    yield event
+        except BaseException:
+            # A claim is spent only once Lingma accepted a turn in its session (spec §4.3): a 429, a failed
+            # model lookup or a cancelled request before that costs the client nothing.
+            if turn.claim is not None and not turn.claim_spent:
+                await self.cache.restore(turn.claim)
             raise
-        if claim is not None and claim.instance != inst.id:
-            self.book.session_cache["instance_gone"] += 1
-            claim = None
-        key, mode = await self._resolve(inst, conv.model)
-        question = prompt.reply if claim else prompt.full
-        cached = max(0, full_tokens - count_tokens(question)) if claim else 0
-        yield Started(
-            model=key,
-            input_tokens=full_tokens,
-            cached_input_tokens=cached,
-            instance=inst.id,
-            session="reused" if claim else "fresh",
-        )
-        self.book.requests["turns"] += 1
-        async with self.pool.slot(inst, self.settings.gateway_queue_timeout_sec):
-            async for event in self._run(op, conv, prompt, inst, key, mode, claim, tools, choice, full_tokens):
-                yield event
+
+    def _cached_tokens(self, turn: _Turn) -> int:
+        if not turn.reused:
+            return 0
+        return max(0, turn.full_tokens - count_tokens(turn.prompt.reply))
 
     async def _run(
-        self,
-        op: Complete,
-        conv: Conversation,
-        prompt: RenderedPrompt,
-        inst: LingmaInstance,
-        key: str,
-        mode: Literal["chat", "agent"],
-        claim: SessionState | None,
-        tools: list[ToolSpec],
-        choice: ToolChoice,
-        full_tokens: int,
+        self, turn: _Turn, inst: LingmaInstance, key: str, mode: Literal["chat", "agent"]
     ) -> AsyncIterator[Event]:
-        forced = choice.mode in ("required", "named")
-        offered = offered_tools(tools)
-        session_id = claim.session_id if claim else None
-        question = prompt.reply if claim else prompt.full
-        is_reply = claim is not None
-        content_sent = False
-        stale_retried = forced_retried = False
-        sent_bytes = 0
-        calls_index = 0
+        offered = offered_tools(turn.tools)
         while True:
-            attempt = _Attempt(session_id=session_id)
-            filt = ToolCallFilter(offered, hold_all=forced) if offered else None
-            sent_bytes += len(question.encode())
+            attempt = _Attempt(session_id=turn.session_id)
+            filt = ToolCallFilter(offered, hold_all=turn.forced) if offered else None
+            turn.sent_bytes += len(turn.question.encode())
             try:
-                async for ev in self._ask(inst, question, key, session_id, is_reply, mode, op.request_id, attempt):
-                    if isinstance(ev, ThinkText):
-                        attempt.reasoning.append(ev.text)
-                        content_sent = True
-                        yield ReasoningDelta(text=ev.text)
-                    elif isinstance(ev, AnswerText):
-                        for out in filt.feed(ev.text) if filt else [TextOut(ev.text)]:
-                            event, calls_index = self._emit(out, attempt, calls_index)
-                            if event is not None:
-                                content_sent = True
-                                yield event
-                if filt is not None:
-                    outs = filt.finish()
-                    self._count_tools(filt)
-                    if forced and not any(isinstance(o, CallOut) for o in outs):
-                        if forced_retried:
-                            raise UpstreamError(
-                                "the model answered without calling a tool although the request's tool_choice "
-                                "required one, twice"
-                            )
-                        forced_retried = True
-                        self.book.tools["forced_retries"] += 1
-                        session_id, is_reply, question = attempt.session_id, True, FORCED_CALL_NUDGE
-                        continue
-                    for out in outs:
-                        event, calls_index = self._emit(out, attempt, calls_index)
-                        if event is not None:
-                            content_sent = True
-                            yield event
+                async for event in self._attempt(turn, attempt, filt, inst, key, mode):
+                    yield event
             except StaleSessionError:
-                if content_sent or stale_retried or not is_reply:
+                if turn.content_sent or turn.stale_retried or not turn.is_reply:
                     raise
-                stale_retried = True
+                turn.stale_retried = True
                 self.book.session_cache["stale_retries"] += 1
-                session_id, is_reply, question = None, False, prompt.full
+                turn.session_id, turn.is_reply, turn.question = None, False, turn.prompt.full
                 continue
-            except GatewayError:
-                if claim is not None and not attempt.accepted and not stale_retried:
-                    await self.cache.restore(claim)
-                raise
+            if filt is None:
+                break
+            outs = filt.finish()
+            self._count_tools(filt)
+            if turn.forced and not any(isinstance(o, CallOut) for o in outs):
+                self._forced_retry(turn, attempt)
+                continue
+            for out in outs:
+                emitted = self._emit(out, attempt, turn)
+                if emitted is not None:
+                    yield emitted
             break
-        self.book.session_cache["upstream_bytes_sent"] += sent_bytes
-        self.book.session_cache["upstream_bytes_saved"] += max(0, len(prompt.full.encode()) - sent_bytes)
-        text = "".join(attempt.text)
-        reasoning = "".join(attempt.reasoning)
-        await self._remember(conv, tools, prompt, inst, attempt, text)
-        call_text = "".join(c.name + c.arguments for c in attempt.calls)
-        reasoning_tokens = count_tokens(reasoning)
-        yield Finished(
-            reason="tool_calls" if attempt.calls else "stop",
-            usage=Usage(
-                input_tokens=full_tokens,
-                cached_input_tokens=max(0, full_tokens - count_tokens(question)) if is_reply else 0,
-                output_tokens=count_tokens(text) + reasoning_tokens + count_tokens(call_text),
-                reasoning_tokens=reasoning_tokens,
-            ),
-        )
+        yield await self._finish(turn, inst, attempt)
 
-    def _emit(self, out: TextOut | CallOut, attempt: _Attempt, index: int) -> tuple[Event | None, int]:
-        if isinstance(out, TextOut):
-            if not out.text:
-                return None, index
-            attempt.text.append(out.text)
-            return TextDelta(text=out.text), index
-        call = out.call
-        call_id = uuid.uuid4().hex[:24]
-        attempt.calls.append(ToolCallRecord(id=call_id, name=call.name, arguments=call.arguments, kind=call.kind))
-        return ToolCall(index=index, id=call_id, name=call.name, kind=call.kind, arguments=call.arguments), index + 1
-
-    async def _ask(
+    async def _attempt(
         self,
-        inst: LingmaInstance,
-        question: str,
-        key: str,
-        session_id: str | None,
-        is_reply: bool,
-        mode: Literal["chat", "agent"],
-        request_id: str,
+        turn: _Turn,
         attempt: _Attempt,
-    ) -> AsyncIterator[ThinkText | AnswerText]:
-        stream = inst.ask(question=question, model_key=key, session_id=session_id, is_reply=is_reply, mode=mode)
-        assert isinstance(stream, AsyncGenerator)
+        filt: ToolCallFilter | None,
+        inst: LingmaInstance,
+        key: str,
+        mode: Literal["chat", "agent"],
+    ) -> AsyncIterator[Event]:
+        stream = inst.ask(
+            question=turn.question, model_key=key, session_id=turn.session_id, is_reply=turn.is_reply, mode=mode
+        )
         try:
             async for ev in stream:
                 if isinstance(ev, AskAccepted):
                     attempt.accepted = True
+                    if turn.is_reply and turn.claim is not None and turn.session_id == turn.claim.session_id:
+                        turn.claim_spent = True
                 elif isinstance(ev, SessionAssigned):
                     attempt.session_id = ev.session_id
                 elif isinstance(ev, ToolInvoked):
                     self.book.tools["lingma_tool_invokes"] += 1
                 elif isinstance(ev, AskFinished):
                     attempt.session_id = ev.session_id or attempt.session_id
-                elif isinstance(ev, (ThinkText, AnswerText)) and ev.text:
-                    yield ev
+                elif isinstance(ev, ThinkText) and ev.text:
+                    attempt.reasoning.append(ev.text)
+                    turn.content_sent = True
+                    yield ReasoningDelta(text=ev.text)
+                elif isinstance(ev, AnswerText) and ev.text:
+                    for out in filt.feed(ev.text) if filt else [TextOut(ev.text)]:
+                        emitted = self._emit(out, attempt, turn)
+                        if emitted is not None:
+                            yield emitted
         finally:
             await stream.aclose()
+
+    def _forced_retry(self, turn: _Turn, attempt: _Attempt) -> None:
+        """A forced tool choice answered in prose: ask once more in the same session, then give up."""
+        if turn.forced_retried:
+            raise UpstreamError(
+                "the model answered without calling a tool although the request's tool_choice required one, twice"
+            )
+        turn.forced_retried = True
+        self.book.tools["forced_retries"] += 1
+        turn.session_id, turn.is_reply, turn.question = attempt.session_id, True, FORCED_CALL_NUDGE
+
+    async def _finish(self, turn: _Turn, inst: LingmaInstance, attempt: _Attempt) -> Finished:
+        full_bytes = len(turn.prompt.full.encode())
+        self.book.session_cache["upstream_bytes_sent"] += turn.sent_bytes
+        self.book.session_cache["upstream_bytes_saved"] += max(0, full_bytes - turn.sent_bytes)
+        text = "".join(attempt.text)
+        reasoning_tokens = count_tokens("".join(attempt.reasoning))
+        if not turn.forced_retried:
+            # After a forced retry the session also holds the prose reply and the nudge, which the client never
+            # saw: storing it would later send a turn into a session whose history differs from the client's.
+            await self._remember(turn, inst, attempt, text)
+        call_text = "".join(c.name + c.arguments for c in attempt.calls)
+        return Finished(
+            reason="tool_calls" if attempt.calls else "stop",
+            usage=Usage(
+                input_tokens=turn.full_tokens,
+                cached_input_tokens=self._cached_tokens(turn),
+                output_tokens=count_tokens(text) + reasoning_tokens + count_tokens(call_text),
+                reasoning_tokens=reasoning_tokens,
+            ),
+        )
+
+    def _emit(self, out: TextOut | CallOut, attempt: _Attempt, turn: _Turn) -> Event | None:
+        if isinstance(out, TextOut):
+            if not out.text:
+                return None
+            attempt.text.append(out.text)
+            turn.content_sent = True
+            return TextDelta(text=out.text)
+        call = out.call
+        call_id = uuid.uuid4().hex[:24]
+        attempt.calls.append(ToolCallRecord(id=call_id, name=call.name, arguments=call.arguments, kind=call.kind))
+        turn.content_sent = True
+        index, turn.calls_index = turn.calls_index, turn.calls_index + 1
+        return ToolCall(index=index, id=call_id, name=call.name, kind=call.kind, arguments=call.arguments)
 
     def _count_tools(self, filt: ToolCallFilter) -> None:
         for name, count in filt.recognised.items():
@@ -301,20 +335,13 @@ class LingmaBackend:
         self.book.tools["parse_failures"] += filt.parse_failures
         self.book.tools["leaked_as_text"] += filt.leaked_as_text
 
-    async def _remember(
-        self,
-        conv: Conversation,
-        tools: list[ToolSpec],
-        prompt: RenderedPrompt,
-        inst: LingmaInstance,
-        attempt: _Attempt,
-        text: str,
-    ) -> None:
+    async def _remember(self, turn: _Turn, inst: LingmaInstance, attempt: _Attempt, text: str) -> None:
         if not attempt.session_id:
             return
+        conv = turn.conv
         messages = merge_assistant_runs([*conv.messages, reply_message(text, attempt.calls)])
         state = SessionState(
-            key=conversation_key(conv.api_key_fingerprint, tools, messages),
+            key=conversation_key(conv.api_key_fingerprint, turn.tools, messages),
             session_id=attempt.session_id,
             instance=inst.id,
             messages=messages,

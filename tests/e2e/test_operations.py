@@ -84,3 +84,36 @@ def test_every_bad_setting_is_named_at_start(short_dir: Any) -> None:
     for name in ("INSTANCE_COUNT", "LINGMA_RPC_TIMEOUT", "METRICS_PUBLIC"):
         assert name in result.stderr
     assert "Traceback" not in result.stderr and "k-secret-1" not in result.stderr
+
+
+def test_a_full_instance_is_a_429_before_commit_and_costs_no_session(gateway_factory: Any) -> None:
+    gw: Gateway = gateway_factory(
+        scenario=SLOW, env={"GATEWAY_INSTANCE_MAX_IN_FLIGHT": "1", "GATEWAY_QUEUE_TIMEOUT_SEC": "0.3"}
+    )
+    url = gw.url + "/v1/chat/completions"
+    first = httpx.post(url, json={"model": "auto", "messages": [{"role": "user", "content": "one"}]}, timeout=30)
+    history = [
+        {"role": "user", "content": "one"},
+        first.json()["choices"][0]["message"],
+        {"role": "user", "content": "two"},
+    ]
+    started = threading.Event()
+
+    def hold() -> None:
+        body = {"model": "auto", "stream": True, "messages": [{"role": "user", "content": "hold the slot"}]}
+        with httpx.stream("POST", url, json=body, timeout=30) as r:
+            for line in r.iter_lines():
+                if "holding" in line:
+                    started.set()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert started.wait(20)
+    for stream in (True, False):
+        r = httpx.post(url, json={"model": "auto", "stream": stream, "messages": history}, timeout=10)
+        assert r.status_code == 429, r.text
+        assert r.headers["retry-after"] and r.json()["error"]["code"] == "rate_limit_exceeded"
+    thread.join(30)
+    ok = httpx.post(url, json={"model": "auto", "messages": history}, timeout=30)
+    assert ok.json()["choices"][0]["message"]["content"].startswith("sim: turn 2 of session")
+    assert gw.asks()[-1]["isReply"] is True

@@ -1,0 +1,113 @@
+"""Fold the runs of each measurement into medians and ratios, print the table, write the JSON."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+__all__ = ("aggregate", "render_cpu", "render_table", "write_json")
+
+Row = dict[str, Any]
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 3) if values else 0.0
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else 0.0
+
+
+def aggregate(scenario: str, concurrency: int, runs: list[Row]) -> Row:
+    """Medians over runs; ratios are the median of each run's gateway/baseline pair (measured back to back)."""
+    gw = [run["gateway"] for run in runs]
+    base = [run["baseline"] for run in runs]
+    cpu = [run["cpu"] for run in runs]
+
+    def med(rows: list[Row], key: str) -> float:
+        return _median([float(row[key]) for row in rows])
+
+    def paired(key: str) -> float:
+        return round(statistics.median(_ratio(g[key], b[key]) for g, b in zip(gw, base, strict=True)), 3)
+
+    processes = sorted({name for c in cpu for name in c["ms_per_request"]})
+    return {
+        "scenario": scenario,
+        "concurrency": concurrency,
+        "gateway": {key: med(gw, key) for key in ("rps", "p50_ms", "p99_ms")}
+        | {"errors": sum(g["errors"] for g in gw)},
+        "baseline": {key: med(base, key) for key in ("rps", "p50_ms", "p99_ms")}
+        | {"errors": sum(b["errors"] for b in base)},
+        "ratio": {"rps": paired("rps"), "p50": paired("p50_ms"), "p99": paired("p99_ms")},
+        "cpu": {
+            "simulator_share": _median([c["simulator_share"] for c in cpu]),
+            "other_cores": _median([c["other_cores"] for c in cpu]),
+            "baseline_other_cores": _median([c["baseline_other_cores"] for c in cpu]),
+            "ms_per_request": {
+                name: _median([c["ms_per_request"][name] for c in cpu if name in c["ms_per_request"]])
+                for name in processes
+            },
+            "baseline_ms_per_request": {
+                name: _median([c["baseline_ms_per_request"][name] for c in cpu])
+                for name in sorted({n for c in cpu for n in c["baseline_ms_per_request"]})
+            },
+        },
+        "runs": runs,
+    }
+
+
+_COLUMNS = (
+    ("scenario", 10),
+    ("conc", 4),
+    ("gateway req/s", 13),
+    ("baseline req/s", 14),
+    ("ratio", 6),
+    ("p50 ms", 7),
+    ("p99 ms", 7),
+    ("baseline p50/p99", 16),
+    ("p50x", 5),
+    ("p99x", 5),
+    ("sim CPU", 7),
+)
+
+
+def render_table(rows: list[Row]) -> str:
+    lines = [" | ".join(name.rjust(width) for name, width in _COLUMNS)]
+    lines.append("-+-".join("-" * width for _, width in _COLUMNS))
+    for row in rows:
+        g, b, r = row["gateway"], row["baseline"], row["ratio"]
+        cells = (
+            row["scenario"],
+            str(row["concurrency"]),
+            f"{g['rps']:.0f}",
+            f"{b['rps']:.0f}",
+            f"{r['rps']:.2f}",
+            f"{g['p50_ms']:.2f}",
+            f"{g['p99_ms']:.2f}",
+            f"{b['p50_ms']:.2f}/{b['p99_ms']:.2f}",
+            f"{r['p50']:.1f}",
+            f"{r['p99']:.1f}",
+            f"{row['cpu']['simulator_share'] * 100:.0f}%",
+        )
+        lines.append(" | ".join(cell.rjust(width) for cell, (_, width) in zip(cells, _COLUMNS, strict=True)))
+    return "\n".join(lines)
+
+
+def render_cpu(rows: list[Row]) -> str:
+    """CPU milliseconds per request by process: where the time goes."""
+    out = ["CPU ms per request (gateway run | baseline run), and cores busy with other processes meanwhile:"]
+    for row in rows:
+        gw = ", ".join(f"{k} {v:.2f}" for k, v in row["cpu"]["ms_per_request"].items())
+        base = ", ".join(f"{k} {v:.2f}" for k, v in row["cpu"]["baseline_ms_per_request"].items())
+        other = f"other {row['cpu']['other_cores']:.2f}/{row['cpu']['baseline_other_cores']:.2f} cores"
+        out.append(f"  {row['scenario']:>10} c={row['concurrency']:<3} {gw} | {base} | {other}")
+    return "\n".join(out)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
