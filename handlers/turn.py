@@ -9,18 +9,53 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from common.client import SidecarClient
 from common.conversation import Conversation
-from common.errors import InternalError, UpstreamUnavailableError
+from common.errors import GatewayError, InternalError, UpstreamUnavailableError
 from common.protocol import Complete, Event, Failed, Finished, Started, error_from_failed, failed_from_error
 
-__all__ = ("OpenTurn", "StreamEncoder", "collect_turn", "open_turn", "stream_body")
+__all__ = ("ClientGoneError", "OpenTurn", "StreamEncoder", "collect_turn", "open_turn", "stream_body")
 
 DRAIN_GRACE = 10.0
 _END = object()
+
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+T = TypeVar("T")
+
+
+class ClientGoneError(GatewayError):
+    """The caller hung up before the answer was ready; the turn was cancelled upstream."""
+
+    code = "bad_request"
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive()).get("type") != "http.disconnect":
+        pass
+
+
+async def _unless_gone(receive: Receive | None, work: Awaitable[T]) -> T:
+    """Run ``work``, cancelling it if the client disconnects first (nothing else would tell Lingma to stop)."""
+    task = asyncio.ensure_future(work)
+    if receive is None:
+        return await task
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher
+    if task.cancelled():
+        raise ClientGoneError("the client disconnected before the answer was ready")
+    return task.result()
 
 
 class StreamEncoder(Protocol):
@@ -73,33 +108,48 @@ class OpenTurn:
 
 
 async def open_turn(
-    client: SidecarClient, conversation: Conversation, request_id: str, *, commit_after: float
+    client: SidecarClient,
+    conversation: Conversation,
+    request_id: str,
+    *,
+    commit_after: float,
+    receive: Receive | None = None,
 ) -> OpenTurn:
     """Start a turn and wait for its commit point; raise its error if it fails before that."""
     turn = OpenTurn(client, Complete(conversation=conversation, request_id=request_id))
     try:
-        loop = asyncio.get_running_loop()
-        deadline: float | None = None
-        while True:
-            timeout = None if deadline is None else max(0.0, deadline - loop.time())
-            event = await turn.next(timeout)
-            if event is None:
-                return turn  # the first heartbeat is due: commit
-            if isinstance(event, Failed):
-                raise error_from_failed(event)
-            turn.pending.append(event)
-            if isinstance(event, Started):
-                turn.started = event
-                deadline = loop.time() + commit_after
-                continue
-            return turn
+        return await _unless_gone(receive, _until_commit(turn, commit_after))
     except BaseException:
         await turn.aclose()
         raise
 
 
-async def collect_turn(client: SidecarClient, conversation: Conversation, request_id: str) -> list[Event]:
+async def _until_commit(turn: OpenTurn, commit_after: float) -> OpenTurn:
+    loop = asyncio.get_running_loop()
+    deadline: float | None = None
+    while True:
+        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        event = await turn.next(timeout)
+        if event is None:
+            return turn  # the first heartbeat is due: commit
+        if isinstance(event, Failed):
+            raise error_from_failed(event)
+        turn.pending.append(event)
+        if isinstance(event, Started):
+            turn.started = event
+            deadline = loop.time() + commit_after
+            continue
+        return turn
+
+
+async def collect_turn(
+    client: SidecarClient, conversation: Conversation, request_id: str, *, receive: Receive | None = None
+) -> list[Event]:
     """A non-streamed turn: every event up to ``Finished``; a failure raises its error."""
+    return await _unless_gone(receive, _collect(client, conversation, request_id))
+
+
+async def _collect(client: SidecarClient, conversation: Conversation, request_id: str) -> list[Event]:
     out: list[Event] = []
     async with client.stream(Complete(conversation=conversation, request_id=request_id)) as events:
         async for event in events:

@@ -51,11 +51,13 @@ async def messages(request: Request[object, object, State]) -> Response[object] 
     message_id = "msg_" + uuid.uuid4().hex
     request_id = REQUEST_ID.get()
     if not req.stream:
-        events = await collect_turn(ctx.client, conversation, request_id)
+        events = await collect_turn(ctx.client, conversation, request_id, receive=request.receive)
         instance = next((e.instance for e in events if isinstance(e, Started)), "")
         body = to_message(events, message_id=message_id, model=req.model, want_thinking=conversation.want_reasoning)
         return Response(content=body, headers={"x-lingma-instance": instance, "request-id": request_id})
-    turn = await open_turn(ctx.client, conversation, request_id, commit_after=ctx.settings.gateway_heartbeat_sec)
+    turn = await open_turn(
+        ctx.client, conversation, request_id, commit_after=ctx.settings.gateway_heartbeat_sec, receive=request.receive
+    )
     encoder = AnthropicEncoder(message_id=message_id, model=req.model, want_thinking=conversation.want_reasoning)
     instance = turn.started.instance if turn.started else ""
     return Stream(

@@ -37,11 +37,17 @@ async def chat_completions(request: Request[object, object, State]) -> Response[
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     if not req.stream:
-        events = await collect_turn(ctx.client, conversation, REQUEST_ID.get())
+        events = await collect_turn(ctx.client, conversation, REQUEST_ID.get(), receive=request.receive)
         instance = next((e.instance for e in events if isinstance(e, Started)), "")
         body = to_completion(events, completion_id=completion_id, model=req.model, created=created)
         return Response(content=body, headers={"x-lingma-instance": instance})
-    turn = await open_turn(ctx.client, conversation, REQUEST_ID.get(), commit_after=ctx.settings.gateway_heartbeat_sec)
+    turn = await open_turn(
+        ctx.client,
+        conversation,
+        REQUEST_ID.get(),
+        commit_after=ctx.settings.gateway_heartbeat_sec,
+        receive=request.receive,
+    )
     encoder = ChatChunkEncoder(
         completion_id=completion_id,
         model=req.model,

@@ -85,7 +85,7 @@ async def create_response(request: Request[object, object, State]) -> Response[b
     _note_unserved(unserved_tool_types(req))
     skeleton = response_skeleton(req, response_id=response_id, created_at=int(time.time()))
     if not req.stream:
-        events = await collect_turn(ctx.client, conversation, REQUEST_ID.get())
+        events = await collect_turn(ctx.client, conversation, REQUEST_ID.get(), receive=request.receive)
         instance = next((e.instance for e in events if isinstance(e, Started)), "")
         body = to_response(events, skeleton=skeleton, want_reasoning=conversation.want_reasoning)
         return Response(
@@ -93,7 +93,13 @@ async def create_response(request: Request[object, object, State]) -> Response[b
             media_type="application/json",
             headers={"x-lingma-instance": instance},
         )
-    turn = await open_turn(ctx.client, conversation, REQUEST_ID.get(), commit_after=ctx.settings.gateway_heartbeat_sec)
+    turn = await open_turn(
+        ctx.client,
+        conversation,
+        REQUEST_ID.get(),
+        commit_after=ctx.settings.gateway_heartbeat_sec,
+        receive=request.receive,
+    )
     encoder = ResponsesEncoder(skeleton, want_reasoning=conversation.want_reasoning)
     instance = turn.started.instance if turn.started else ""
     return Stream(
