@@ -152,7 +152,9 @@ def _pdeathsig() -> None:
 
 def _start_sidecar(settings: Settings, simulator: bool) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "sidecar"] + (["--simulator"] if simulator else [])
-    child = subprocess.Popen(cmd, preexec_fn=_pdeathsig)
+    # The sidecar checks no API keys: keep the client credentials out of its environment (and its children's).
+    env = {k: v for k, v in os.environ.items() if k not in ("API_KEYS", "ADMIN_TOKEN", "METRICS_TOKEN")}
+    child = subprocess.Popen(cmd, preexec_fn=_pdeathsig, env=env)
     deadline = time.monotonic() + SIDECAR_START_TIMEOUT
     while time.monotonic() < deadline:
         if child.poll() is not None:

@@ -128,6 +128,16 @@ async def launch(
     raise UpstreamUnavailableError(f"Lingma did not start in {work_dir}: {last_error}")
 
 
+SECRET_VARIABLES = frozenset({"API_KEYS", "ADMIN_TOKEN", "METRICS_TOKEN", "LINGMA_ACCOUNTS", "LINGMA_SESSION_BUNDLE"})
+"""The gateway's own credentials: a third-party binary never needs them in its environment."""
+
+
+def child_environment(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+    env.update(extra or {})
+    return env
+
+
 async def _spawn(binary: str, work_dir: Path, port: int, env: Mapping[str, str] | None) -> LingmaProcess:
     http_port = port + HTTP_PORT_OFFSET
     args = [
@@ -143,7 +153,7 @@ async def _spawn(binary: str, work_dir: Path, port: int, env: Mapping[str, str] 
                 binary,
                 *args,
                 cwd=work_dir,
-                env={**os.environ, **env} if env else None,
+                env=child_environment(env),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,

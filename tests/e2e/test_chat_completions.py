@@ -9,6 +9,7 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -267,6 +268,10 @@ def test_no_secret_in_any_log(gateway_factory: Any) -> None:
     assert stats.status_code == 200 and stats.json()["version"] == 1
     assert httpx.get(gw.url + "/metrics", headers={"x-api-key": key}, timeout=10).status_code == 200
     assert httpx.get(gw.url + "/metrics", timeout=10).status_code == 401
+    pid = gw.lingma_pid()
+    assert pid is not None
+    environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    assert key not in environ and admin not in environ, "the Lingma process never sees the gateway's secrets"
     gw.stop()
     logs = gw.logs()
     assert "secret test" in gw.journal.read_text()  # the turn really happened
