@@ -6,7 +6,7 @@ sidecar can hash them canonically.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -17,12 +17,16 @@ __all__ = (
     "Part",
     "Role",
     "TextPart",
+    "TokenLimit",
     "ToolCallRecord",
     "ToolChoice",
     "ToolSpec",
 )
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+TokenLimit = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+"""A caller's output-token limit: bounded so that a silly value is a 400, not an overflow further in."""
 
 
 class TextPart(msgspec.Struct, tag="text", frozen=True):
@@ -84,7 +88,7 @@ class Conversation(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True
     messages: list[Message]
     tools: list[ToolSpec] = msgspec.field(default_factory=list)
     tool_choice: ToolChoice = ToolChoice()
-    max_tokens: int | None = None
+    max_tokens: TokenLimit | None = None
     want_reasoning: bool = False
     """Whether the dialect will show reasoning; reasoning is counted either way."""
     affinity: str | None = None

@@ -15,6 +15,8 @@ import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
+
 from common.client import socket_accepts
 from common.errors import GatewayError, InternalError, UpstreamUnavailableError
 from common.frames import FrameError, pack_frame, read_frame
@@ -130,7 +132,10 @@ class SidecarServer:
         body = await read_frame(reader)
         if body is None:
             return False
-        op = decode_request(body)
+        try:
+            op: Request | None = decode_request(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            op = None
         if not isinstance(op, Hello):
             await _send(writer, Failed(code="protocol", message="the first frame must be Hello"))
             return False
@@ -150,7 +155,13 @@ class SidecarServer:
             body = await read_frame(reader)
             if body is None:
                 return
-            op = decode_request(body)
+            try:
+                op = decode_request(body)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                # A newer handler may send an operation this sidecar does not know: answer, keep the connection.
+                message = f"this sidecar (protocol {PROTOCOL_MAJOR}.{PROTOCOL_MINOR}) cannot serve that request: {exc}"
+                await _send(writer, Failed(code="bad_request", message=message))
+                continue
             if isinstance(op, Complete):
                 if not await self._stream(op, reader, writer):
                     return

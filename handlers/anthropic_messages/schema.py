@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import msgspec
 
+from common.conversation import TokenLimit
+
 __all__ = (
     "KNOWN_BLOCK_TYPES",
     "Block",
@@ -145,6 +147,6 @@ class CountTokensRequest(msgspec.Struct, kw_only=True):
 
 
 class MessagesRequest(CountTokensRequest, kw_only=True):
-    max_tokens: int
+    max_tokens: TokenLimit
     stream: bool = False
     stop_sequences: list[str] | None = None

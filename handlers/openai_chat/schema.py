@@ -6,6 +6,8 @@ from typing import Literal
 
 import msgspec
 
+from common.conversation import TokenLimit
+
 __all__ = (
     "ChatCompletionRequest",
     "ChatMessage",
@@ -99,8 +101,8 @@ class ChatCompletionRequest(msgspec.Struct):
     tools: list[ChatTool] | None = None
     tool_choice: str | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    max_tokens: TokenLimit | None = None
+    max_completion_tokens: TokenLimit | None = None
     user: str | None = None
     reasoning_effort: str | None = None
     n: int | None = None

@@ -11,6 +11,8 @@ from typing import Literal
 
 import msgspec
 
+from common.conversation import TokenLimit
+
 __all__ = (
     "ContentPart",
     "CustomFormat",
@@ -171,7 +173,7 @@ class ResponsesRequest(msgspec.Struct):
     reasoning: Reasoning | None = None
     text: msgspec.Raw = msgspec.Raw(b"null")
     """Echoed as given (``format``, ``verbosity``); Lingma has no structured-output switch."""
-    max_output_tokens: int | None = None
+    max_output_tokens: TokenLimit | None = None
     temperature: float | None = None
     top_p: float | None = None
     truncation: str | None = None

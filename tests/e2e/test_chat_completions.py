@@ -139,6 +139,11 @@ def test_non_stream_shape_and_request_id(gw: Gateway) -> None:
         (b'{"model": "m", "messages": []}', "application/json", 400),
         (b'{"model": "m", "messages": [{"role": "wizard", "content": "x"}]}', "application/json", 400),
         (b'{"model": "m", "messages": "hello"}', "application/json", 400),
+        (
+            b'{"model": "m", "max_tokens": 1000000000000000000000000000000, "messages": [{"role": "user", "content": "x"}]}',
+            "application/json",
+            400,
+        ),
         (b"", "application/json", 400),
         (b"x" * (20 * 1024 * 1024), "application/json", 413),
     ],

@@ -26,6 +26,8 @@ from common.protocol import (
     Finished,
     Hello,
     HelloOk,
+    Ping,
+    Pong,
     TextDelta,
     decode_reply,
     encode,
@@ -218,3 +220,20 @@ def test_sigterm_drains_and_removes_the_socket(sidecar_factory, short_dir: Path)
     side = sidecar_factory(["--script", str(script(short_dir))])
     assert side.stop() == 0
     wait_for(lambda: not side.socket.exists(), 5, what="socket removal")
+
+
+async def test_an_unknown_operation_is_answered_and_the_connection_kept(sidecar_factory, short_dir: Path) -> None:
+    """A newer handler's new operation gets a Failed reply, as a rolling upgrade needs, not a dropped socket."""
+    import msgspec
+
+    side = sidecar_factory(["--script", str(script(short_dir))])
+    reader, writer = await asyncio.open_unix_connection(str(side.socket))
+    writer.write(pack_frame(encode(Hello(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR + 1))))
+    writer.write(pack_frame(msgspec.msgpack.encode({"op": "a_future_operation", "x": 1})))
+    writer.write(pack_frame(encode(Ping())))
+    await writer.drain()
+    replies = [decode_reply(await read_frame(reader)) for _ in range(3)]  # type: ignore[arg-type]
+    writer.close()
+    assert isinstance(replies[0], HelloOk)
+    assert isinstance(replies[1], Failed) and replies[1].code == "bad_request"
+    assert isinstance(replies[2], Pong)
