@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class Pool:
         self._keepers: list[asyncio.Task[None]] = []
         self._models: dict[str, tuple[float, list[ModelInfo]]] = {}
         self._released = asyncio.Condition()
+        self._busy: Counter[str] = Counter()
         self.limit = settings.gateway_instance_max_in_flight
 
     async def start(self) -> None:
@@ -116,23 +118,25 @@ class Pool:
                 return inst
         if affinity:
             return max(ready, key=lambda i: hashlib.sha256(f"{affinity}\0{i.id}".encode()).digest())
-        return min(ready, key=lambda i: (i.in_flight, i.served_total))
+        return min(ready, key=lambda i: (self._busy[i.id], i.served_total))
 
     @contextlib.asynccontextmanager
     async def slot(self, inst: LingmaInstance, timeout: float) -> AsyncIterator[None]:
-        """Hold one of the instance's turn slots (the per-instance limit of spec §4.8)."""
+        """Reserve one of the instance's turn slots (the per-instance limit of spec §4.8) for a whole turn."""
         async with self._released:
             try:
                 async with asyncio.timeout(timeout):
-                    await self._released.wait_for(lambda: inst.in_flight < self.limit)
+                    await self._released.wait_for(lambda: self._busy[inst.id] < self.limit)
             except TimeoutError:
                 raise RateLimitedError(
                     f"instance {inst.id} is at its limit of {self.limit} turns; try again in 1s", retry_after_s=1
                 ) from None
+            self._busy[inst.id] += 1
         try:
             yield
         finally:
             async with self._released:
+                self._busy[inst.id] -= 1
                 self._released.notify_all()
 
     async def models_of(self, inst: LingmaInstance) -> list[ModelInfo]:

@@ -20,6 +20,7 @@ import msgspec
 from common.client import socket_accepts
 from common.errors import GatewayError, InternalError, UpstreamUnavailableError
 from common.frames import FrameError, pack_frame, read_frame
+from common.log import REQUEST_ID
 from common.protocol import (
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
@@ -217,6 +218,7 @@ class SidecarServer:
                     await watcher
 
     async def _produce(self, op: Complete, writer: asyncio.StreamWriter) -> None:
+        REQUEST_ID.set(op.request_id or "-")  # this task's own context: the handler's id in every log line
         terminal_sent = False
         try:
             async with self.admission.slot():

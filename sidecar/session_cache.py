@@ -119,10 +119,6 @@ class SessionCache:
         self.counters["hits"] += 1
         return SessionState(key=key, session_id=row[0], instance=row[1], messages=_decode_messages(row[2]))
 
-    async def exists(self, key: str) -> bool:
-        async with self.db.execute("SELECT 1 FROM sessions WHERE key = ? AND expires > ?", (key, time.time())) as cur:
-            return await cur.fetchone() is not None
-
     async def put(self, state: SessionState, *, response_id: str | None = None) -> None:
         now = time.time()
         blob = _encode_messages(state.messages)
@@ -150,10 +146,6 @@ class SessionCache:
         ) as cur:
             row = await cur.fetchone()
         return None if row is None else _decode_messages(row[0])
-
-    async def drop_instance(self, instance: str) -> None:
-        await self.db.execute("DELETE FROM sessions WHERE instance = ?", (instance,))
-        await self.db.commit()
 
     async def _evict(self, now: float) -> None:
         async with self.db.execute("DELETE FROM sessions WHERE expires <= ?", (now,)) as cur:

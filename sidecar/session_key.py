@@ -56,12 +56,7 @@ def conversation_key(fingerprint: str, tools: Sequence[ToolSpec], messages: Sequ
             return None
         return positions.get(call_id, call_id)
 
-    instruction = "\n\n".join(
-        t
-        for m in messages
-        if m.role in ("system", "developer")
-        if (t := "".join(_parts(m)[0:1]).strip())  # type: ignore[arg-type]
-    )
+    instruction = "\n\n".join(t for m in messages if m.role in ("system", "developer") if (t := m.text().strip()))
     body: list[object] = []
     for msg in merge_assistant_runs([m for m in messages if m.role not in ("system", "developer")]):
         calls: list[object] = []
