@@ -159,37 +159,43 @@ async def _collect(client: SidecarClient, conversation: Conversation, request_id
     return out
 
 
+class _Drain:
+    """Once the process begins a graceful shutdown, a stream gets a bounded grace before its terminal."""
+
+    def __init__(self, draining: asyncio.Event) -> None:
+        self.draining = draining
+        self.deadline: float | None = None
+
+    def wait(self, heartbeat_sec: float, now: float) -> float | None:
+        """How long to wait for the next event; ``None`` once the grace is over."""
+        if self.draining.is_set() and self.deadline is None:
+            self.deadline = now + DRAIN_GRACE
+        if self.deadline is None:
+            return heartbeat_sec
+        return None if now >= self.deadline else min(heartbeat_sec, 0.5)
+
+
+async def _next_event(turn: OpenTurn, heartbeat_sec: float, drain: _Drain) -> Event | None:
+    """The next event, ``None`` when a heartbeat is due, or a terminal ``Failed`` when the turn cannot go on."""
+    wait = drain.wait(heartbeat_sec, asyncio.get_running_loop().time())
+    if wait is None:
+        return failed_from_error(UpstreamUnavailableError("the gateway is shutting down"))
+    try:
+        return await turn.next(wait)
+    except Exception as exc:  # noqa: BLE001 - the stream must still end with a terminal
+        return failed_from_error(UpstreamUnavailableError(f"the turn broke: {type(exc).__name__}"))
+
+
 async def stream_body(
-    turn: OpenTurn,
-    encoder: StreamEncoder,
-    *,
-    heartbeat_sec: float,
-    draining: asyncio.Event,
-    on_end: Callable[[], None] | None = None,
+    turn: OpenTurn, encoder: StreamEncoder, *, heartbeat_sec: float, draining: asyncio.Event
 ) -> AsyncIterator[bytes]:
     """The committed part of a streamed turn: exactly one terminal, whatever happens upstream."""
     try:
-        started = turn.started or Started(model="")
-        yield encoder.start(started)
-        for early in turn.pending:
-            if isinstance(early, Started):
-                continue
-            yield encoder.feed(early)
-            if isinstance(early, (Finished, Failed)):
-                return
-        drain_deadline: float | None = None
-        loop = asyncio.get_running_loop()
+        yield encoder.start(turn.started or Started(model=""))
+        early = [e for e in turn.pending if not isinstance(e, Started)]
+        drain = _Drain(draining)
         while True:
-            if draining.is_set() and drain_deadline is None:
-                drain_deadline = loop.time() + DRAIN_GRACE
-            if drain_deadline is not None and loop.time() >= drain_deadline:
-                yield encoder.feed(failed_from_error(UpstreamUnavailableError("the gateway is shutting down")))
-                return
-            event: Event | None
-            try:
-                event = await turn.next(heartbeat_sec if drain_deadline is None else min(heartbeat_sec, 0.5))
-            except Exception as exc:  # noqa: BLE001 - must still end with a terminal
-                event = failed_from_error(UpstreamUnavailableError(f"the turn broke: {type(exc).__name__}"))
+            event = early.pop(0) if early else await _next_event(turn, heartbeat_sec, drain)
             if event is None:
                 yield encoder.heartbeat()
                 continue
@@ -198,5 +204,3 @@ async def stream_body(
                 return
     finally:
         await turn.aclose()
-        if on_end is not None:
-            on_end()

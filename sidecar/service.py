@@ -261,16 +261,8 @@ class LingmaBackend:
         )
         try:
             async for ev in stream:
-                if isinstance(ev, AskAccepted):
-                    attempt.accepted = True
-                    if turn.is_reply and turn.claim is not None and turn.session_id == turn.claim.session_id:
-                        turn.claim_spent = True
-                elif isinstance(ev, SessionAssigned):
-                    attempt.session_id = ev.session_id
-                elif isinstance(ev, ToolInvoked):
-                    self.book.tools["lingma_tool_invokes"] += 1
-                elif isinstance(ev, AskFinished):
-                    attempt.session_id = ev.session_id or attempt.session_id
+                if isinstance(ev, (AskAccepted, SessionAssigned, ToolInvoked, AskFinished)):
+                    self._note(ev, turn, attempt)
                 elif isinstance(ev, ThinkText) and ev.text:
                     attempt.reasoning.append(ev.text)
                     turn.content_sent = True
@@ -282,6 +274,19 @@ class LingmaBackend:
                             yield emitted
         finally:
             await stream.aclose()
+
+    def _note(
+        self, ev: AskAccepted | SessionAssigned | ToolInvoked | AskFinished, turn: _Turn, attempt: _Attempt
+    ) -> None:
+        """Bookkeeping events of a turn: acceptance, the session id, Lingma's own tool requests."""
+        if isinstance(ev, AskAccepted):
+            attempt.accepted = True
+            if turn.is_reply and turn.claim is not None and turn.session_id == turn.claim.session_id:
+                turn.claim_spent = True
+        elif isinstance(ev, ToolInvoked):
+            self.book.tools["lingma_tool_invokes"] += 1
+        else:
+            attempt.session_id = ev.session_id or attempt.session_id
 
     def _forced_retry(self, turn: _Turn, attempt: _Attempt) -> None:
         """A forced tool choice answered in prose: ask once more in the same session, then give up."""

@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from . import render
 from .journal import Journal
 from .rpc import Connection
-from .scenario import Crash, Fail, Forget, InvokeTool, Sleep, Stream, TurnPicker
+from .scenario import Action, Crash, Fail, Forget, InvokeTool, Sleep, Stream, TurnPicker
 from .sessions import Session, SessionRecord, SessionStore
 
 __all__ = ("AskParams", "ChatService")
@@ -238,8 +238,7 @@ class ChatService:
                 self._sessions.save(session)
                 return
 
-    async def _play(self, turn: _Turn, question: str) -> None:
-        conn = turn.conn
+    def _open_session(self, turn: _Turn, question: str) -> Session:
         if turn.session_id:
             session = self._sessions.get(turn.session_id)
             if session is None:
@@ -249,9 +248,10 @@ class ChatService:
             session = self._sessions.create(turn.session_id, render.newest_text(question)[:_TITLE_CHARS])
         session.records.append(SessionRecord(turn.request_id, question))
         self._sessions.save(session)
-        number = len(session.records)
-        plan = self._picker.pick(question)
+        return session
 
+    async def _announce(self, turn: _Turn, session: Session) -> None:
+        conn = turn.conn
         await conn.send(turn.step("step_start"))
         title = conn.push_message(
             "session/title/update", {"sessionId": turn.session_id, "sessionTitle": session.sessionTitle}
@@ -264,42 +264,52 @@ class ChatService:
         else:
             await conn.send(title)
 
+    async def _play(self, turn: _Turn, question: str) -> None:
+        session = self._open_session(turn, question)
+        number = len(session.records)
+        plan = self._picker.pick(question)
+        await self._announce(turn, session)
         actions = (
             plan.actions()
             if plan is not None
             else [Stream(tuple(render.chunk_words(render.default_reply(turn.session_id, session.questions))))]
         )
         for action in actions:
-            match action:
-                case Stream(pieces):
-                    for piece in pieces:
-                        await turn.stream(piece)
-                case Sleep(seconds):
-                    await asyncio.sleep(seconds)
-                case InvokeTool(name, parameters, timeout_s):
-                    await self._invoke_tool(turn, name, parameters, timeout_s)
-                case Fail(status, code, message):
-                    self._close_record(turn, "error")
-                    await conn.send_batch(
-                        [
-                            turn.step("step_end", "error"),
-                            turn.finish("error", status, "", errorCode=code, errorMessage=message),
-                        ]
-                    )
-                    return
-                case Forget():
-                    self._sessions.delete(turn.session_id)
-                    raise _SessionForgotten
-                case Crash():
-                    _log.error("scenario crash during request %s", turn.request_id)
-                    self._journal.close()
-                    os._exit(137)
-
+            if not await self._act(turn, action):
+                return
         self._close_record(turn, "success")
         full = "".join(turn.pieces)
-        if conn.quirks and number % 2 == 0:
+        if turn.conn.quirks and number % 2 == 0:
             full = ""
-        await conn.send_batch([turn.step("step_end"), turn.finish("success", 200, full)])
+        await turn.conn.send_batch([turn.step("step_end"), turn.finish("success", 200, full)])
+
+    async def _act(self, turn: _Turn, action: Action) -> bool:
+        """Play one scenario action; False when it ended the turn."""
+        match action:
+            case Stream(pieces):
+                for piece in pieces:
+                    await turn.stream(piece)
+            case Sleep(seconds):
+                await asyncio.sleep(seconds)
+            case InvokeTool(name, parameters, timeout_s):
+                await self._invoke_tool(turn, name, parameters, timeout_s)
+            case Fail(status, code, message):
+                self._close_record(turn, "error")
+                await turn.conn.send_batch(
+                    [
+                        turn.step("step_end", "error"),
+                        turn.finish("error", status, "", errorCode=code, errorMessage=message),
+                    ]
+                )
+                return False
+            case Forget():
+                self._sessions.delete(turn.session_id)
+                raise _SessionForgotten
+            case Crash():
+                _log.error("scenario crash during request %s", turn.request_id)
+                self._journal.close()
+                os._exit(137)
+        return True
 
     async def _invoke_tool(self, turn: _Turn, name: str, parameters: Any, timeout_s: float) -> None:
         """Ask the client to run a built-in tool and hold the stream until ``tool/invokeResult`` names it."""

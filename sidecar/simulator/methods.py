@@ -107,14 +107,21 @@ class Dispatcher:
         _log.warning("dropped %d bytes without a Content-Length header", len(error.discarded))
         await conn.reply_error(msg_id, PARSE_ERROR, error.message)
 
-    async def handle_frame(self, conn: Connection, body: bytes) -> None:
+    async def _parse(self, conn: Connection, body: bytes) -> dict[str, Any] | None:
+        """The frame's JSON object, or None after answering why it is not one."""
         try:
             message = json.loads(body)
         except (ValueError, RecursionError) as exc:
             await conn.reply_error(None, PARSE_ERROR, f"parse error: {exc}")
-            return
+            return None
         if not isinstance(message, dict):
             await conn.reply_error(None, INVALID_REQUEST, "invalid request: not a JSON object")
+            return None
+        return message
+
+    async def handle_frame(self, conn: Connection, body: bytes) -> None:
+        message = await self._parse(conn, body)
+        if message is None:
             return
         method = message.get("method")
         if method is None:
