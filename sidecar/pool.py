@@ -101,8 +101,8 @@ class Pool:
         if logged_out and len(logged_out) == len(self.instances):
             names = ", ".join(logged_out)
             return NoCapacityError(
-                f"Lingma instance {names} is not logged in and needs a login "
-                "(POST /internal/auto-login/start or LINGMA_SESSION_BUNDLE)",
+                f"Lingma instance {names} is not logged in and needs a login: sign in to Lingma with its work "
+                "directory (<data>/instances/<id>/) and restart the sidecar",
                 retry_after_s=30,
             )
         states = ", ".join(f"{i.id}: {i.state}" for i in self.instances)
