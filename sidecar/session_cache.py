@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS responses (
 );
 """
 
+_RESPONSE_SWEEP_EVERY = 100
 _encode_messages = msgspec.msgpack.Encoder().encode
 _decode_messages = msgspec.msgpack.Decoder(list[Message]).decode
 
@@ -61,6 +62,7 @@ class SessionCache:
         self.max_entries = max_entries
         self.counters = counters
         self._db: aiosqlite.Connection | None = None
+        self._puts = 0
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +122,7 @@ class SessionCache:
         return SessionState(key=key, session_id=row[0], instance=row[1], messages=_decode_messages(row[2]))
 
     async def put(self, state: SessionState, *, response_id: str | None = None) -> None:
+        """Store a state and evict in the same transaction (each statement is a hop to SQLite's thread)."""
         now = time.time()
         blob = _encode_messages(state.messages)
         await self.db.execute(
@@ -130,9 +133,19 @@ class SessionCache:
             await self.db.execute(
                 "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", (response_id, state.key, blob, now + self.ttl)
             )
+        # Expired entries, and all but the max_entries most recently used ones, go in one statement.
+        async with self.db.execute(
+            "DELETE FROM sessions WHERE expires <= ? OR key IN "
+            "(SELECT key FROM sessions ORDER BY last_used DESC LIMIT -1 OFFSET ?)",
+            (now, self.max_entries),
+        ) as cur:
+            evicted = max(0, cur.rowcount)
+        self._puts += 1
+        if self._puts % _RESPONSE_SWEEP_EVERY == 0:
+            await self.db.execute("DELETE FROM responses WHERE expires <= ?", (now,))
         await self.db.commit()
         self.counters["stored"] += 1
-        await self._evict(now)
+        self.counters["evictions"] += evicted
 
     async def restore(self, state: SessionState) -> None:
         """Give back a claim whose turn never reached Lingma."""
@@ -146,20 +159,6 @@ class SessionCache:
         ) as cur:
             row = await cur.fetchone()
         return None if row is None else _decode_messages(row[0])
-
-    async def _evict(self, now: float) -> None:
-        async with self.db.execute("DELETE FROM sessions WHERE expires <= ?", (now,)) as cur:
-            expired = cur.rowcount
-        await self.db.execute("DELETE FROM responses WHERE expires <= ?", (now,))
-        async with self.db.execute("SELECT COUNT(*) FROM sessions") as cur:
-            row = await cur.fetchone()
-        over = (row[0] if row else 0) - self.max_entries
-        if over > 0:
-            await self.db.execute(
-                "DELETE FROM sessions WHERE key IN (SELECT key FROM sessions ORDER BY last_used LIMIT ?)", (over,)
-            )
-        await self.db.commit()
-        self.counters["evictions"] += max(0, expired) + max(0, over)
 
     async def entries(self) -> int:
         async with self.db.execute("SELECT COUNT(*) FROM sessions") as cur:
