@@ -164,8 +164,11 @@ class RpcConnection:
             raise UpstreamUnavailableError(self._closed_reason)
 
     async def _send(self, message: JsonObject) -> None:
+        await self._send_text(encode_message(message))
+
+    async def _send_text(self, text: str) -> None:
         try:
-            await self._ws.send(encode_message(message))
+            await self._ws.send(text)
         except ConnectionClosed:
             raise UpstreamUnavailableError(self._closed_reason or f"the connection to {self._name} closed") from None
 
@@ -173,8 +176,10 @@ class RpcConnection:
         reason = f"the connection to {self._name} closed"
         try:
             async for message in self._ws:
-                for frame in self._parser.feed(message):
-                    await self._dispatch(frame)
+                # Replies to the pushes of one WebSocket message go back together, as one message.
+                replies = [r for frame in self._parser.feed(message) if (r := self._dispatch(frame)) is not None]
+                if replies:
+                    await self._send_text("".join(replies))
         except ConnectionClosed:
             pass
         except UpstreamUnavailableError as exc:
@@ -185,31 +190,33 @@ class RpcConnection:
         finally:
             self._fail_all(reason)
 
-    async def _dispatch(self, message: JsonObject) -> None:
+    def _dispatch(self, message: JsonObject) -> str | None:
+        """Route one incoming message; return the framed reply it needs, if any."""
         method = message.get("method")
         if isinstance(method, str):
-            await self._on_push(method, message)
-            return
+            return self._on_push(method, message)
         entry = self._pending.get(str(message.get("id")))
         if entry is None:
             log.debug("%s sent a response nobody waits for: id %r", self._name, message.get("id"))
-            return
+            return None
         name, future = entry
         if future.done():
-            return
+            return None
         error = message.get("error")
         if error is not None:
             err = error if isinstance(error, dict) else {"message": str(error)}
             future.set_exception(RpcError(name, err.get("code"), str(err.get("message") or "")))
         else:
             future.set_result(message.get("result"))
+        return None
 
-    async def _on_push(self, method: str, message: JsonObject) -> None:
+    def _on_push(self, method: str, message: JsonObject) -> str | None:
+        reply = None
         if message.get("id") is not None:
             result = True if method in _TRUE_REPLY else None
-            await self._send({"jsonrpc": "2.0", "id": message["id"], "result": result})
+            reply = encode_message({"jsonrpc": "2.0", "id": message["id"], "result": result})
         if method.startswith(_NOISE_PREFIXES):
-            return
+            return reply
         raw = message.get("params")
         params: JsonObject = raw if isinstance(raw, dict) else {}
         push = {"method": method, "params": params}
@@ -220,9 +227,10 @@ class RpcConnection:
             sub = self._subs.get(request_id)
             if sub is not None:
                 sub._push(push)
-            return
+            return reply
         for sub in list(self._subs.values()):
             sub._push(push)
+        return reply
 
     def _fail_all(self, reason: str) -> None:
         first = self._closed_reason is None
