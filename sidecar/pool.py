@@ -71,6 +71,8 @@ class Pool:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.lingma_startup_timeout + 5):
                 await asyncio.gather(*(i.wait_ready(self.settings.lingma_startup_timeout) for i in self.instances))
+                # Learn the model lists now, so the first turn does not wait on config/queryModels.
+                await asyncio.gather(*(self.models_of(i) for i in self.ready()), return_exceptions=True)
 
     async def _keep_started(self, inst: LingmaInstance) -> None:
         """Retry a start that failed (binary missing, port trouble); the instance supervises itself after."""

@@ -41,6 +41,18 @@ def wait_for(predicate: object, timeout: float = 20.0, interval: float = 0.05, w
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    """Terminate ``proc`` if it still runs and reap it, killing it after ``timeout`` seconds; its exit status."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 @pytest.fixture
 def short_dir() -> Iterator[Path]:
     """A short directory under /tmp: Unix socket paths must stay under 100 bytes."""
@@ -76,14 +88,7 @@ class SidecarProcess:
     def stop(self) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc)
 
     def kill(self) -> None:
         assert self.proc is not None

@@ -16,6 +16,12 @@ import httpx
 from tests.conftest import free_port, wait_for
 
 
+def gateway_command() -> list[str]:
+    """The ``lingma-gateway`` console script beside this interpreter, else the same CLI through ``python -c``."""
+    script = Path(sys.executable).with_name("lingma-gateway")
+    return [str(script)] if script.exists() else [sys.executable, "-c", "from handlers.cli import main; main()"]
+
+
 def _ready(url: str) -> bool:
     try:
         return httpx.get(url + "/readyz", timeout=2).status_code == 200

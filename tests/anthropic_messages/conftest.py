@@ -1,22 +1,14 @@
-"""A real sidecar (scripted backend) and a real ``lingma-gateway handler`` process, shared by a test module."""
+"""The script for a real sidecar (scripted backend) and a real ``lingma-gateway handler`` process, per test module."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import SidecarProcess, free_port, wait_for
+from tests.scripted import ScriptedGateway, scripted_gateway
 
 API_KEY = "k1"
 
@@ -91,67 +83,9 @@ SCRIPT: dict[str, Any] = {
 }
 
 
-@dataclass
-class Gateway:
-    base_url: str
-    log: Path
-    sidecar: SidecarProcess
-    handler: subprocess.Popen[bytes]
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-
-def _gateway_binary() -> str:
-    beside = Path(sys.executable).with_name("lingma-gateway")
-    found = str(beside) if beside.exists() else shutil.which("lingma-gateway")
-    assert found, "the lingma-gateway console script is not installed"
-    return found
-
-
-def _healthy(base_url: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
-    if proc.poll() is not None:
-        raise AssertionError(f"the handler exited with {proc.returncode}:\n{log.read_text()}")
-    try:
-        return httpx.get(base_url + "/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[Gateway]:
-    root = Path(tempfile.mkdtemp(prefix="lgw-am-", dir="/tmp"))
-    data = root / "data"
-    data.mkdir()
-    script = root / "script.json"
-    script.write_text(json.dumps(SCRIPT))
-    sidecar = SidecarProcess(data, root / "s.sock", ["--script", str(script)], {}).start()
-    port = free_port()
-    log = root / "handler.log"
-    env = {**os.environ, "API_KEYS": API_KEY, "GATEWAY_HEARTBEAT_SEC": "0.3", "GATEWAY_DATA_DIR": str(data)}
-    cmd = [
-        _gateway_binary(),
-        "handler",
-        "anthropic_messages,models",
-        "--port",
-        str(port),
-        "--socket",
-        str(sidecar.socket),
-    ]
-    with log.open("ab") as out:
-        handler = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _healthy(base_url, handler, log), 30, what="the handler's /healthz")
-        yield Gateway(base_url=base_url, log=log, sidecar=sidecar, handler=handler)
-    finally:
-        handler.terminate()
-        try:
-            handler.wait(20)
-        except subprocess.TimeoutExpired:
-            handler.kill()
-            handler.wait()
-        sidecar.stop()
-        handler_log = log.read_text()
-        shutil.rmtree(root, ignore_errors=True)
-    assert "Traceback" not in handler_log, handler_log
+def gateway() -> Iterator[ScriptedGateway]:
+    env = {"GATEWAY_HEARTBEAT_SEC": "0.3"}
+    with scripted_gateway(SCRIPT, "anthropic_messages,models", api_key=API_KEY, env=env, prefix="lgw-am-") as gw:
+        yield gw
+    assert "Traceback" not in gw.handler_log, gw.handler_log

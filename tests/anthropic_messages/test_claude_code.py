@@ -10,10 +10,8 @@ References: clients.md §3 (settings, flags, what Claude Code sends), wire.md §
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -22,12 +20,13 @@ from typing import Any
 
 import pytest
 
-from tests.clients.install import CLAUDE_CODE, ClientUnavailableError, install
+from tests.clients.install import CLAUDE_CODE
+from tests.clients.netns import client_or_skip, run_in_netns
 from tests.conftest import free_port
+from tests.gateway import gateway_command
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "sk-claude-e2e"
 STEP_PROMPT = "Please run the ocelot-step for me."
 # The shell computes the number, so the text the next turn matches appears only in the tool's output.
@@ -61,37 +60,24 @@ SCENARIO: dict[str, Any] = {
 }
 
 _REQUESTS = re.compile(r"^lingma_gateway_http_requests_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.MULTILINE)
-
-
-def _unshare_works() -> bool:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    probe = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, check=False)
-    return probe.returncode == 0
-
-
-def _gateway_command() -> list[str]:
-    script = Path(sys.executable).with_name("lingma-gateway")
-    return [str(script)] if script.exists() else [sys.executable, "-c", "from handlers.cli import main; main()"]
+# Inherited variables with these prefixes are dropped before ``_claude_env`` is laid over the environment.
+CLAUDE_ENV_PREFIXES = ("ANTHROPIC_", "CLAUDE_")
 
 
 def _claude_env(root: Path, port: int, *, fallback: bool) -> dict[str, str]:
     """clients.md §3: loopback base URL, no telemetry, no auto-update, no retries, no non-stream fallback."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
-    env.update(
-        {
-            "HOME": str(root / "home"),
-            "CLAUDE_CONFIG_DIR": str(root / "claude_cfg"),
-            "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}",
-            "ANTHROPIC_API_KEY": API_KEY,
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_TELEMETRY": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "DISABLE_ERROR_REPORTING": "1",
-            "DISABLE_BUG_COMMAND": "1",
-            "CLAUDE_CODE_MAX_RETRIES": "0",
-        }
-    )
+    env = {
+        "HOME": str(root / "home"),
+        "CLAUDE_CONFIG_DIR": str(root / "claude_cfg"),
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "ANTHROPIC_API_KEY": API_KEY,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "DISABLE_BUG_COMMAND": "1",
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+    }
     if not fallback:
         env["CLAUDE_CODE_DISABLE_NONSTREAMING_FALLBACK"] = "1"
     return env
@@ -113,12 +99,7 @@ def _delta(before: dict[tuple[str, str], float], after: dict[tuple[str, str], fl
 
 @pytest.fixture(scope="module")
 def claude_bin() -> Path:
-    if not _unshare_works():
-        pytest.skip("needs unshare -n and ip (a private network namespace) to run Claude Code on loopback only")
-    try:
-        return install(CLAUDE_CODE)
-    except ClientUnavailableError as exc:
-        pytest.skip(f"Claude Code cannot be installed here: {exc}")
+    return client_or_skip(CLAUDE_CODE, "Claude Code")
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +111,7 @@ def session(claude_bin: Path) -> Iterator[dict[str, Any]]:
     scenario.write_text(json.dumps(SCENARIO))
     for name in ("home", "claude_cfg", "work", "data"):
         (root / name).mkdir()
-    serve = [*_gateway_command(), "serve", "--simulator", "--scenario", str(scenario), "--port", str(port)]
+    serve = [*gateway_command(), "serve", "--simulator", "--scenario", str(scenario), "--port", str(port)]
     serve += ["--data-dir", str(root / "data"), "--socket", str(root / "s.sock")]
     metrics = {"url": f"http://127.0.0.1:{port}/metrics", "headers": {"Authorization": f"Bearer {API_KEY}"}}
     anthropic_headers = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "User-Agent": "claude-code/2.1.332"}
@@ -151,22 +132,15 @@ def session(claude_bin: Path) -> Iterator[dict[str, Any]]:
                 "name": name,
                 "cmd": cmd,
                 "env": _claude_env(root, port, fallback=fallback),
+                "drop_env": CLAUDE_ENV_PREFIXES,
                 "cwd": str(root / "work"),
                 "timeout": 180.0,
                 "after": [*(models if name == "baseline" else []), metrics],
             }
             for name, cmd, fallback in steps
         ],
-        "result": str(root / "result.json"),
     }
-    (root / "spec.json").write_text(json.dumps(spec))
-    subprocess.run(
-        ["unshare", "-n", sys.executable, "-m", "tests.anthropic_messages.netns_run", str(root / "spec.json")],
-        cwd=ROOT,
-        timeout=900,
-        check=False,
-    )
-    result = json.loads((root / "result.json").read_text())
+    result = run_in_netns(spec, root, timeout=900)
     result["work"] = root / "work"
     result["log"] = (root / "serve.log").read_text(errors="replace")
     yield result

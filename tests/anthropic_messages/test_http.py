@@ -11,9 +11,10 @@ import anthropic
 import httpx
 import pytest
 
-from tests.anthropic_messages.conftest import API_KEY, Gateway
+from tests.anthropic_messages.conftest import API_KEY
 from tests.anthropic_messages.sse_check import check_stream, comparable
 from tests.conftest import captures_dir
+from tests.scripted import ScriptedGateway
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +35,7 @@ BASH = {
 READ = {"name": "Read", "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}}}
 
 
-def sdk(gateway: Gateway, *, bearer: bool = False) -> anthropic.Anthropic:
+def sdk(gateway: ScriptedGateway, *, bearer: bool = False) -> anthropic.Anthropic:
     if bearer:
         return anthropic.Anthropic(base_url=gateway.base_url, auth_token=API_KEY, api_key=None, max_retries=0)
     return anthropic.Anthropic(base_url=gateway.base_url, api_key=API_KEY, max_retries=0)
@@ -44,7 +45,9 @@ def request(text: str, **extra: Any) -> dict[str, Any]:
     return {"model": "claude-gateway-test", "max_tokens": 256, "messages": [{"role": "user", "content": text}], **extra}
 
 
-def post(gateway: Gateway, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
+def post(
+    gateway: ScriptedGateway, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> httpx.Response:
     sent = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", **(headers or {})}
     return httpx.post(gateway.url(path), json=body, headers=sent, timeout=30)
 
@@ -59,7 +62,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_stream_final_message_equals_create(gateway: Gateway, case: str) -> None:
+def test_stream_final_message_equals_create(gateway: ScriptedGateway, case: str) -> None:
     body = CASES[case]
     client = sdk(gateway, bearer=case == "tool")
     with client.messages.stream(**body) as stream:
@@ -89,7 +92,7 @@ def test_stream_final_message_equals_create(gateway: Gateway, case: str) -> None
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("query", ["", "?beta=true"])
-def test_raw_stream_bytes_meet_the_checklist(gateway: Gateway, case: str, query: str) -> None:
+def test_raw_stream_bytes_meet_the_checklist(gateway: ScriptedGateway, case: str, query: str) -> None:
     beta = {"anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14"} if query else {}
     response = post(gateway, "/v1/messages" + query, {**CASES[case], "stream": True}, beta)
     assert response.status_code == 200
@@ -100,7 +103,7 @@ def test_raw_stream_bytes_meet_the_checklist(gateway: Gateway, case: str, query:
     assert summary.error is None
 
 
-def test_mid_stream_failure_raises_from_the_sdk_stream(gateway: Gateway) -> None:
+def test_mid_stream_failure_raises_from_the_sdk_stream(gateway: ScriptedGateway) -> None:
     client = sdk(gateway)
     seen: list[str] = []
     with (
@@ -116,7 +119,7 @@ def test_mid_stream_failure_raises_from_the_sdk_stream(gateway: Gateway) -> None
         client.messages.create(**request("TURN-EXPLODE now"))
 
 
-def test_failure_before_commit_is_an_http_status_in_the_anthropic_envelope(gateway: Gateway) -> None:
+def test_failure_before_commit_is_an_http_status_in_the_anthropic_envelope(gateway: ScriptedGateway) -> None:
     response = post(gateway, "/v1/messages", request("TURN-EARLY-FAIL", stream=True))
     assert response.status_code == 429
     assert response.headers["retry-after"] == "2"
@@ -126,7 +129,7 @@ def test_failure_before_commit_is_an_http_status_in_the_anthropic_envelope(gatew
         sdk(gateway).messages.create(**request("TURN-EARLY-FAIL"))
 
 
-def test_pings_keep_a_slow_stream_alive(gateway: Gateway) -> None:
+def test_pings_keep_a_slow_stream_alive(gateway: ScriptedGateway) -> None:
     response = post(gateway, "/v1/messages", request("TURN-SLOW", stream=True))
     summary = check_stream(response.content)
     assert summary.pings >= 1 and summary.blocks == [{"type": "text", "text": "late"}]
@@ -135,7 +138,7 @@ def test_pings_keep_a_slow_stream_alive(gateway: Gateway) -> None:
         assert stream.get_final_text() == "late"
 
 
-def test_count_tokens_equals_the_turns_input_usage(gateway: Gateway) -> None:
+def test_count_tokens_equals_the_turns_input_usage(gateway: ScriptedGateway) -> None:
     body = request("please TURN-COUNT now ok", system="be brief")
     client = sdk(gateway)
     counted = client.messages.count_tokens(model=body["model"], messages=body["messages"], system=body["system"])
@@ -149,7 +152,7 @@ def test_count_tokens_equals_the_turns_input_usage(gateway: Gateway) -> None:
 
 
 @pytest.mark.parametrize("path", MESSAGE_SHAPED, ids=lambda p: p.stem)
-def test_count_tokens_answers_every_messages_shaped_capture(gateway: Gateway, path: Path) -> None:
+def test_count_tokens_answers_every_messages_shaped_capture(gateway: ScriptedGateway, path: Path) -> None:
     capture = json.loads(path.read_text())
     headers = {k: v for k, v in capture["headers"].items() if k.lower() not in DROPPED_HEADERS}
     response = httpx.post(
@@ -163,7 +166,7 @@ def test_count_tokens_answers_every_messages_shaped_capture(gateway: Gateway, pa
     assert list(body) == ["input_tokens"] and isinstance(body["input_tokens"], int)
 
 
-def test_count_tokens_is_cheap_and_concurrent(gateway: Gateway) -> None:
+def test_count_tokens_is_cheap_and_concurrent(gateway: ScriptedGateway) -> None:
     body = {"model": "claude-opus-5-5", "messages": [{"role": "user", "content": "foo bar"}], "tools": [BASH]}
     with ThreadPoolExecutor(25) as pool:
         results = list(pool.map(lambda _: post(gateway, "/v1/messages/count_tokens?beta=true", body), range(25)))
@@ -172,7 +175,7 @@ def test_count_tokens_is_cheap_and_concurrent(gateway: Gateway) -> None:
 
 
 @pytest.mark.parametrize("path", CLAUDE_CODE_TURNS, ids=lambda p: p.stem)
-def test_requests_shaped_exactly_like_claude_code_are_answered(gateway: Gateway, path: Path) -> None:
+def test_requests_shaped_exactly_like_claude_code_are_answered(gateway: ScriptedGateway, path: Path) -> None:
     capture = json.loads(path.read_text())
     sent = {k: v for k, v in capture["headers"].items() if k.lower() not in DROPPED_HEADERS}
     bearer = any(k.lower() == "authorization" for k in capture["headers"])
@@ -191,7 +194,7 @@ def test_requests_shaped_exactly_like_claude_code_are_answered(gateway: Gateway,
 
 
 @pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens?beta=true"])
-def test_bad_or_missing_keys_get_the_401_envelope(gateway: Gateway, path: str) -> None:
+def test_bad_or_missing_keys_get_the_401_envelope(gateway: ScriptedGateway, path: str) -> None:
     for headers in ({"x-api-key": "wrong"}, {"authorization": "Bearer wrong"}, {}):
         response = httpx.post(gateway.url(path), json=request("TURN-TEXT"), headers=headers, timeout=10)
         assert response.status_code == 401
@@ -204,7 +207,7 @@ def test_bad_or_missing_keys_get_the_401_envelope(gateway: Gateway, path: str) -
         )
 
 
-def test_bad_requests_are_400_in_the_anthropic_envelope(gateway: Gateway) -> None:
+def test_bad_requests_are_400_in_the_anthropic_envelope(gateway: ScriptedGateway) -> None:
     no_limit = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
     server_tool = request("x", tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}])
     cases = [(no_limit, "max_tokens"), (server_tool, "server tools are not supported by this gateway: 'web_search'")]
@@ -217,7 +220,7 @@ def test_bad_requests_are_400_in_the_anthropic_envelope(gateway: Gateway) -> Non
     assert garbage.status_code == 400 and garbage.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_models_list_reads_as_anthropic(gateway: Gateway) -> None:
+def test_models_list_reads_as_anthropic(gateway: ScriptedGateway) -> None:
     headers = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "User-Agent": "claude-code/2.1.332"}
     for query, count in (("?limit=1000", 1), ("?limit=1", 1), ("", 1)):
         response = httpx.get(gateway.url("/v1/models" + query), headers=headers, timeout=10)

@@ -1,26 +1,18 @@
-"""A real sidecar (scripted backend) and a real ``handler openai_responses`` process, on loopback.
+"""The script for a real sidecar (scripted backend) and a real ``handler openai_responses`` process, on loopback.
 
-Both are subprocesses polled for readiness with deadlines; the script picks a turn by a regex on the newest
-message, so each test chooses its scenario through the text it sends.
+The script picks a turn by a regex on the newest message, so each test chooses its scenario through the text
+it sends; ``tests.scripted`` starts and stops the processes.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import SidecarProcess, free_port, wait_for
+from tests.scripted import ScriptedGateway, scripted_gateway
 
 API_KEY = "sk-test-responses"
 HEARTBEAT_SEC = 0.3
@@ -112,65 +104,8 @@ SCRIPT: dict[str, Any] = {
 }
 
 
-@dataclass
-class Gateway:
-    base: str
-    sidecar: SidecarProcess
-    handler: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {API_KEY}"}
-
-
-def _handler_command() -> list[str]:
-    script = Path(sys.executable).with_name("lingma-gateway")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from handlers.cli import main; main()"]
-
-
-def _healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
-    if proc.poll() is not None:
-        raise AssertionError(f"the handler exited with {proc.returncode}:\n{log.read_text()}")
-    try:
-        return httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[Gateway]:
-    root = Path(tempfile.mkdtemp(prefix="lgr-", dir="/tmp"))
-    data = root / "data"
-    data.mkdir()
-    script = root / "script.json"
-    script.write_text(json.dumps(SCRIPT))
-    sidecar = SidecarProcess(data, root / "s.sock", ["--script", str(script)], {})
-    sidecar.start()
-    port = free_port()
-    log = root / "handler.log"
-    env = {
-        **os.environ,
-        "API_KEYS": API_KEY,
-        "GATEWAY_HEARTBEAT_SEC": str(HEARTBEAT_SEC),
-        "GATEWAY_DATA_DIR": str(data),
-    }
-    cmd = [*_handler_command(), "handler", "openai_responses", "--port", str(port), "--socket", str(sidecar.socket)]
-    with log.open("ab") as out:
-        handler = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _healthy(base, handler, log), 30, what="the handler's /healthz")
-        yield Gateway(base, sidecar, handler, log)
-    finally:
-        if handler.poll() is None:
-            handler.terminate()
-            try:
-                handler.wait(20)
-            except subprocess.TimeoutExpired:
-                handler.kill()
-                handler.wait()
-        sidecar.stop()
-        shutil.rmtree(root, ignore_errors=True)
+def gateway() -> Iterator[ScriptedGateway]:
+    env = {"GATEWAY_HEARTBEAT_SEC": str(HEARTBEAT_SEC)}
+    with scripted_gateway(SCRIPT, "openai_responses", api_key=API_KEY, env=env, prefix="lgr-") as gw:
+        yield gw

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -23,12 +22,13 @@ from typing import Any
 
 import pytest
 
-from tests.clients.install import CODEX, ClientUnavailableError, install
+from tests.clients.install import CODEX
+from tests.clients.netns import client_or_skip, run_in_netns, server_logs
 from tests.conftest import free_port
+from tests.gateway import gateway_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # a first install of the CLI is slow
 
-ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "sk-codex-e2e"
 MODEL = "fake-model"
 STEP_PROMPT = "Please run the zebra-step for me."
@@ -120,21 +120,9 @@ class CodexRun:
         return f"exit {self.returncode}\nstdout:\n{self.stdout[-4000:]}\nstderr:\n{self.stderr[-4000:]}\n{self.logs}"
 
 
-def _unshare_works() -> bool:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    probe = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, check=False)
-    return probe.returncode == 0
-
-
 @pytest.fixture(scope="module")
 def codex_bin() -> Path:
-    if not _unshare_works():
-        pytest.skip("needs unshare -n and ip (a private network namespace) to run Codex on loopback only")
-    try:
-        return install(CODEX)
-    except ClientUnavailableError as exc:
-        pytest.skip(f"the Codex CLI cannot be installed here: {exc}")
+    return client_or_skip(CODEX, "the Codex CLI")
 
 
 @pytest.fixture
@@ -144,15 +132,10 @@ def workspace() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _gateway_command() -> list[str]:
-    script = Path(sys.executable).with_name("lingma-gateway")
-    return [str(script)] if script.exists() else [sys.executable, "-c", "from handlers.cli import main; main()"]
-
-
 def _bundled_servers(root: Path, port: int) -> list[dict[str, Any]]:
     scenario = root / "scenario.json"
     scenario.write_text(json.dumps(SIMULATOR_SCENARIO))
-    cmd = [*_gateway_command(), "serve", "--simulator", "--scenario", str(scenario), "--port", str(port)]
+    cmd = [*gateway_command(), "serve", "--simulator", "--scenario", str(scenario), "--port", str(port)]
     cmd += ["--data-dir", str(root / "data"), "--socket", str(root / "s.sock")]
     return [{"cmd": cmd, "env": {"API_KEYS": API_KEY}, "log": str(root / "serve.log")}]
 
@@ -172,7 +155,7 @@ def _split_servers(root: Path, port: int) -> list[dict[str, Any]]:
         "--script",
         str(script),
     ]
-    handler = [*_gateway_command(), "handler", "openai_responses", "--port", str(port), "--socket", sock]
+    handler = [*gateway_command(), "handler", "openai_responses", "--port", str(port), "--socket", sock]
     return [
         {"cmd": sidecar, "log": str(root / "sidecar.log")},
         {
@@ -198,28 +181,21 @@ def run_codex(codex: Path, root: Path, stack: str, prompt: str) -> CodexRun:
         "servers": servers,
         "ready_url": f"http://127.0.0.1:{port}/readyz",
         "ready_timeout": 90.0,
-        "client": {
-            "cmd": cmd,
-            "cwd": str(work),
-            "env": {"CODEX_HOME": str(home), "HOME": str(root), "GW_API_KEY": API_KEY},
-            "timeout": 150.0,
-        },
-        "result": str(root / "result.json"),
+        "steps": [
+            {
+                "name": "codex",
+                "cmd": cmd,
+                "cwd": str(work),
+                "env": {"CODEX_HOME": str(home), "HOME": str(root), "GW_API_KEY": API_KEY},
+                "timeout": 150.0,
+            }
+        ],
     }
-    (root / "spec.json").write_text(json.dumps(spec))
-    subprocess.run(
-        ["unshare", "-n", sys.executable, "-m", "tests.openai_responses.netns", str(root / "spec.json")],
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
-    logs = "".join(f"--- {p.name}\n{p.read_text()[-6000:]}\n" for p in sorted(root.glob("*.log")))
-    result_file = root / "result.json"
-    if not result_file.exists():
-        raise AssertionError(f"the namespace driver wrote no result\n{logs}")
-    result = json.loads(result_file.read_text())
-    if result.get("setup_failed"):
-        raise AssertionError(f"the gateway did not come up: {result['stderr']}\n{logs}")
+    outcome = run_in_netns(spec, root, timeout=300)
+    logs = server_logs(spec)
+    if outcome.get("setup_failed"):
+        raise AssertionError(f"the gateway did not come up: {outcome['setup_failed']}\n{logs}")
+    result = outcome["steps"]["codex"]
     events = [json.loads(line) for line in result["stdout"].splitlines() if line.startswith("{")]
     message = last.read_text() if last.exists() else ""
     return CodexRun(result["returncode"], result["stdout"], result["stderr"], events, message, work, logs)

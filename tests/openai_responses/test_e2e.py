@@ -20,7 +20,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.openai_responses.checks import CAPTURES, check_stream
-from tests.openai_responses.conftest import API_KEY, PATCH, Gateway
+from tests.openai_responses.conftest import API_KEY, PATCH
+from tests.scripted import ScriptedGateway
 
 pytestmark = pytest.mark.e2e
 
@@ -28,8 +29,8 @@ CODEX_CAPTURES = sorted(CAPTURES.glob("codex_*.json"))
 DROPPED_HEADERS = {"host", "content-length", "authorization"}
 
 
-def client(gateway: Gateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.base}/v1", api_key=API_KEY, max_retries=0, timeout=20)
+def client(gateway: ScriptedGateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key=API_KEY, max_retries=0, timeout=20)
 
 
 def without_ids(value: Any) -> Any:
@@ -43,9 +44,9 @@ def without_ids(value: Any) -> Any:
     return value
 
 
-def raw_stream(gateway: Gateway, body: dict[str, Any], **headers: str) -> httpx.Response:
+def raw_stream(gateway: ScriptedGateway, body: dict[str, Any], **headers: str) -> httpx.Response:
     return httpx.post(
-        f"{gateway.base}/v1/responses",
+        f"{gateway.base_url}/v1/responses",
         json={"model": "gpt-5.5", "stream": True, **body},
         headers={**gateway.headers, **headers},
         timeout=20,
@@ -76,7 +77,7 @@ TOOLS: Any = [
         ("think first", ["reasoning", "message"]),
     ],
 )
-def test_stream_helper_and_create_give_the_same_output(gateway: Gateway, prompt: str, types: list[str]) -> None:
+def test_stream_helper_and_create_give_the_same_output(gateway: ScriptedGateway, prompt: str, types: list[str]) -> None:
     sdk = client(gateway)
     kwargs: dict[str, Any] = {"model": "gpt-5.5", "input": prompt, "tools": TOOLS, "reasoning": {"summary": "auto"}}
     with sdk.responses.stream(**kwargs) as stream:
@@ -97,7 +98,7 @@ def test_stream_helper_and_create_give_the_same_output(gateway: Gateway, prompt:
         assert json.loads(item.arguments) == {"cmd": "echo hi-from-tool"}
 
 
-def test_raw_create_stream_yields_every_event_in_order(gateway: Gateway) -> None:
+def test_raw_create_stream_yields_every_event_in_order(gateway: ScriptedGateway) -> None:
     stream: Any = client(gateway).responses.create(model="gpt-5.5", input="mixed please", tools=TOOLS, stream=True)
     events = list(stream)
     assert [e.sequence_number for e in events] == list(range(len(events)))
@@ -107,7 +108,7 @@ def test_raw_create_stream_yields_every_event_in_order(gateway: Gateway) -> None
     assert "response.function_call_arguments.done" in types and "response.output_text.delta" in types
 
 
-def test_every_stream_passes_the_checklist_on_the_wire(gateway: Gateway) -> None:
+def test_every_stream_passes_the_checklist_on_the_wire(gateway: ScriptedGateway) -> None:
     for prompt in ("Say hello", "Run echo", "mixed please", "two calls", "patch please", "think first", "cut short"):
         response = raw_stream(gateway, {"input": prompt, "tools": TOOLS, "reasoning": {"effort": "low"}})
         assert response.status_code == 200
@@ -116,7 +117,7 @@ def test_every_stream_passes_the_checklist_on_the_wire(gateway: Gateway) -> None
         check_stream(response.content, model="gpt-5.5")
 
 
-def test_slow_start_commits_with_created_then_comments(gateway: Gateway) -> None:
+def test_slow_start_commits_with_created_then_comments(gateway: ScriptedGateway) -> None:
     response = raw_stream(gateway, {"input": "slow start"})
     checked = check_stream(response.content, model="gpt-5.5")
     assert checked.comments >= 1
@@ -125,7 +126,7 @@ def test_slow_start_commits_with_created_then_comments(gateway: Gateway) -> None
     assert text == "finally"
 
 
-def test_mid_stream_failure_is_response_failed(gateway: Gateway) -> None:
+def test_mid_stream_failure_is_response_failed(gateway: ScriptedGateway) -> None:
     sdk = client(gateway)
     events = list(sdk.responses.create(model="gpt-5.5", input="break midway", stream=True))
     assert events[-1].type == "response.failed"
@@ -138,22 +139,22 @@ def test_mid_stream_failure_is_response_failed(gateway: Gateway) -> None:
     check_stream(raw_stream(gateway, {"input": "break midway"}).content, model="gpt-5.5")
 
 
-def test_mid_stream_rate_limit_carries_the_retry_hint(gateway: Gateway) -> None:
+def test_mid_stream_rate_limit_carries_the_retry_hint(gateway: ScriptedGateway) -> None:
     checked = check_stream(raw_stream(gateway, {"input": "limit midway"}).content)
     error = checked.response["error"]
     assert error["code"] == "rate_limit_exceeded" and "try again in 4s" in error["message"]
 
 
-def test_non_stream_failure_is_an_http_status(gateway: Gateway) -> None:
+def test_non_stream_failure_is_an_http_status(gateway: ScriptedGateway) -> None:
     with pytest.raises(openai.InternalServerError) as info:
         client(gateway).responses.create(model="gpt-5.5", input="break midway")
     assert info.value.status_code == 502
 
 
-def test_failure_before_commit_is_an_http_error_in_the_openai_envelope(gateway: Gateway) -> None:
+def test_failure_before_commit_is_an_http_error_in_the_openai_envelope(gateway: ScriptedGateway) -> None:
     for stream in (True, False):
         response = httpx.post(
-            f"{gateway.base}/v1/responses",
+            f"{gateway.base_url}/v1/responses",
             json={"model": "m", "input": "busy now", "stream": stream},
             headers=gateway.headers,
             timeout=20,
@@ -164,14 +165,14 @@ def test_failure_before_commit_is_an_http_error_in_the_openai_envelope(gateway: 
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 
 
-def test_length_is_incomplete(gateway: Gateway) -> None:
+def test_length_is_incomplete(gateway: ScriptedGateway) -> None:
     created = client(gateway).responses.create(model="gpt-5.5", input="cut short")
     assert created.status == "incomplete"
     assert created.incomplete_details is not None and created.incomplete_details.reason == "max_output_tokens"
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_unknown_previous_response_id_is_400(gateway: Gateway, stream: bool) -> None:
+def test_unknown_previous_response_id_is_400(gateway: ScriptedGateway, stream: bool) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client(gateway).responses.create(
             model="gpt-5.5", input="continue from nowhere", previous_response_id="resp_missing", stream=stream
@@ -182,11 +183,11 @@ def test_unknown_previous_response_id_is_400(gateway: Gateway, stream: bool) -> 
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "zstd"])
-def test_compressed_bodies_are_accepted(gateway: Gateway, encoding: str) -> None:
+def test_compressed_bodies_are_accepted(gateway: ScriptedGateway, encoding: str) -> None:
     body = json.dumps({"model": "gpt-5.5", "input": "Say hello", "stream": True}).encode()
     packed = gzip.compress(body) if encoding == "gzip" else zstandard.ZstdCompressor().compress(body)
     response = httpx.post(
-        f"{gateway.base}/v1/responses",
+        f"{gateway.base_url}/v1/responses",
         content=packed,
         headers={**gateway.headers, "content-type": "application/json", "content-encoding": encoding},
         timeout=20,
@@ -197,11 +198,11 @@ def test_compressed_bodies_are_accepted(gateway: Gateway, encoding: str) -> None
 
 
 @pytest.mark.parametrize("path", CODEX_CAPTURES, ids=[p.stem for p in CODEX_CAPTURES])
-def test_each_codex_capture_is_answered(gateway: Gateway, path: Path) -> None:
+def test_each_codex_capture_is_answered(gateway: ScriptedGateway, path: Path) -> None:
     captured = json.loads(path.read_text())
     headers = {k: v for k, v in captured["headers"].items() if k.lower() not in DROPPED_HEADERS}
     response = httpx.post(
-        f"{gateway.base}{captured['path']}",
+        f"{gateway.base_url}{captured['path']}",
         content=json.dumps(captured["body"]).encode(),
         headers={**headers, **gateway.headers},
         timeout=20,
@@ -215,21 +216,21 @@ def test_each_codex_capture_is_answered(gateway: Gateway, path: Path) -> None:
     assert [i["type"] for i in checked.done_items] == [kind]
 
 
-def test_the_short_path_and_auth(gateway: Gateway) -> None:
+def test_the_short_path_and_auth(gateway: ScriptedGateway) -> None:
     ok = httpx.post(
-        f"{gateway.base}/responses", json={"model": "m", "input": "Say hello"}, headers=gateway.headers, timeout=20
+        f"{gateway.base_url}/responses", json={"model": "m", "input": "Say hello"}, headers=gateway.headers, timeout=20
     )
     assert ok.status_code == 200 and ok.json()["object"] == "response" and ok.json()["status"] == "completed"
-    denied = httpx.post(f"{gateway.base}/v1/responses", json={"model": "m", "input": "Say hello"}, timeout=20)
+    denied = httpx.post(f"{gateway.base_url}/v1/responses", json={"model": "m", "input": "Say hello"}, timeout=20)
     assert denied.status_code == 401 and denied.json()["error"]["code"] == "invalid_api_key"
-    bad = httpx.post(f"{gateway.base}/v1/responses", content=b"{", headers=gateway.headers, timeout=20)
+    bad = httpx.post(f"{gateway.base_url}/v1/responses", content=b"{", headers=gateway.headers, timeout=20)
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
 
 
 @pytest.mark.parametrize("path", ["/v1/responses", "/responses"])
-def test_websocket_upgrade_is_refused_fast(gateway: Gateway, path: str) -> None:
+def test_websocket_upgrade_is_refused_fast(gateway: ScriptedGateway, path: str) -> None:
     async def attempt() -> InvalidStatus:
-        url = gateway.base.replace("http://", "ws://") + path
+        url = gateway.base_url.replace("http://", "ws://") + path
         with pytest.raises(InvalidStatus) as info:
             async with connect(url, additional_headers=gateway.headers, open_timeout=5):
                 pass
@@ -244,8 +245,8 @@ def test_websocket_upgrade_is_refused_fast(gateway: Gateway, path: str) -> None:
     upgrade = {"connection": "Upgrade", "upgrade": "websocket", "sec-websocket-version": "13"}
     upgrade["sec-websocket-key"] = "dGhlIHNhbXBsZSBub25jZQ=="
     started = time.monotonic()
-    response = httpx.get(gateway.base + path, headers={**gateway.headers, **upgrade}, timeout=5)
+    response = httpx.get(gateway.base_url + path, headers={**gateway.headers, **upgrade}, timeout=5)
     assert time.monotonic() - started < 1.0
     assert response.status_code == 426 and response.json()["error"]["type"] == "invalid_request_error"
-    plain = httpx.get(gateway.base + path, headers=gateway.headers, timeout=5)
+    plain = httpx.get(gateway.base_url + path, headers=gateway.headers, timeout=5)
     assert plain.status_code == 426 and "error" in plain.json()

@@ -27,8 +27,13 @@ def run(chunks: list[str], tools: dict[str, OfferedTool] | None = None, *, hold_
     for chunk in chunks:
         raw.extend(f.feed(chunk))
     raw.extend(f.finish())
+    return merge_text(raw)
+
+
+def merge_text(outs: list[Out]) -> list[Out]:
+    """``outs`` with each run of adjacent ``TextOut`` joined into one."""
     merged: list[Out] = []
-    for out in raw:
+    for out in outs:
         if isinstance(out, TextOut) and merged and isinstance(merged[-1], TextOut):
             merged[-1] = TextOut(merged[-1].text + out.text)
         else:

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.tools import CallOut, Out, TextOut, ToolCallFilter, recognise
+from sidecar.tools import CallOut, Out, ToolCallFilter, recognise
 
-from .helpers import TOOLS, calls, run, texts
+from .helpers import TOOLS, calls, merge_text, run, texts
 
 Call = tuple[str, dict[str, object] | str]
 """A tool name with its arguments (a dict), or with its raw input for the custom tool."""
@@ -162,13 +162,7 @@ def chunked(text: str, cuts: list[int]) -> list[str]:
 def outcome(chunks: list[str]) -> tuple[list[Out], tuple[object, ...]]:
     f = ToolCallFilter(TOOLS)
     outs = [o for chunk in chunks for o in f.feed(chunk)] + f.finish()
-    merged: list[Out] = []
-    for o in outs:
-        if isinstance(o, TextOut) and merged and isinstance(merged[-1], TextOut):
-            merged[-1] = TextOut(merged[-1].text + o.text)
-        else:
-            merged.append(o)
-    return merged, (dict(f.recognised), f.parse_failures, f.leaked_as_text)
+    return merge_text(outs), (dict(f.recognised), f.parse_failures, f.leaked_as_text)
 
 
 @settings(deadline=None, max_examples=200)
