@@ -36,8 +36,6 @@ async def _decode(request: Request[object, object, State], kind: type[R]) -> tup
     req = await read_json(request, kind, ctx.settings.gateway_max_body_bytes)
     conversation = to_conversation(
         req,
-        allowlist=ctx.settings.tool_allowlist,
-        tools_enabled=ctx.settings.tool_forward_enabled,
         key_fingerprint=key_fingerprint(key),
         affinity=request.headers.get(SESSION_HEADER),
     )

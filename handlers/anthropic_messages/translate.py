@@ -163,7 +163,7 @@ def _messages(req: CountTokensRequest) -> list[Message]:
     return head + turns
 
 
-def _tools(req: CountTokensRequest, allowlist: tuple[str, ...], enabled: bool) -> list[ToolSpec]:
+def _tools(req: CountTokensRequest) -> list[ToolSpec]:
     for tool in req.tools or []:
         if tool.type not in (None, "custom"):
             raise BadRequestError(
@@ -171,12 +171,9 @@ def _tools(req: CountTokensRequest, allowlist: tuple[str, ...], enabled: bool) -
                 "define it as a custom tool with an input_schema instead",
                 param="tools",
             )
-    if not enabled:
-        return []
     return [
         ToolSpec(name=t.name, description=t.description or "", parameters=_canonical(t.input_schema or {}))
         for t in req.tools or []
-        if not allowlist or t.name in allowlist
     ]
 
 
@@ -200,15 +197,16 @@ def _tool_choice(raw: ToolChoiceParam | None, tools: list[ToolSpec]) -> ToolChoi
 def to_conversation(
     req: CountTokensRequest,
     *,
-    allowlist: tuple[str, ...],
-    tools_enabled: bool,
     key_fingerprint: str,
     affinity: str | None,
 ) -> Conversation:
-    """Normalise a messages (or count_tokens) request; ``affinity`` is Claude Code's session header."""
+    """Normalise a messages (or count_tokens) request; ``affinity`` is Claude Code's session header.
+
+    Every offered tool is passed on: the sidecar applies ``TOOL_FORWARD_ENABLED`` and ``TOOL_ALLOWLIST``.
+    """
     if not req.model:
         raise BadRequestError("model must not be empty", param="model")
-    tools = _tools(req, allowlist, tools_enabled)
+    tools = _tools(req)
     return Conversation(
         model=req.model,
         messages=_messages(req),

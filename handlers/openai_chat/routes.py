@@ -29,8 +29,6 @@ async def chat_completions(request: Request[object, object, State]) -> Response[
     req = await read_json(request, ChatCompletionRequest, ctx.settings.gateway_max_body_bytes)
     conversation = to_conversation(
         req,
-        allowlist=ctx.settings.tool_allowlist,
-        tools_enabled=ctx.settings.tool_forward_enabled,
         key_fingerprint=key_fingerprint(key),
         affinity=request.headers.get("x-session-affinity"),
     )

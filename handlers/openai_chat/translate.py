@@ -81,27 +81,22 @@ def _tool_choice(raw: str | NamedToolChoice | None) -> ToolChoice:
 def to_conversation(
     req: ChatCompletionRequest,
     *,
-    allowlist: tuple[str, ...],
-    tools_enabled: bool,
     key_fingerprint: str,
     affinity: str | None,
 ) -> Conversation:
+    """Normalise a request. Every offered tool is passed on: the sidecar applies the tool settings."""
     if not req.messages:
         raise BadRequestError("messages must contain at least one message", param="messages")
     if not req.model:
         raise BadRequestError("model must not be empty", param="model")
-    tools: list[ToolSpec] = []
-    if tools_enabled:
-        for tool in req.tools or []:
-            if allowlist and tool.function.name not in allowlist:
-                continue
-            tools.append(
-                ToolSpec(
-                    name=tool.function.name,
-                    description=tool.function.description or "",
-                    parameters=json.dumps(tool.function.parameters or {}, sort_keys=True, ensure_ascii=False),
-                )
-            )
+    tools = [
+        ToolSpec(
+            name=tool.function.name,
+            description=tool.function.description or "",
+            parameters=json.dumps(tool.function.parameters or {}, sort_keys=True, ensure_ascii=False),
+        )
+        for tool in req.tools or []
+    ]
     choice = _tool_choice(req.tool_choice) if tools else ToolChoice(mode="none")
     if choice.mode == "named" and choice.name not in {t.name for t in tools}:
         raise BadRequestError(f"tool_choice names {choice.name!r}, which is not among the tools", param="tool_choice")

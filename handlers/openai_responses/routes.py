@@ -76,8 +76,6 @@ async def create_response(request: Request[object, object, State]) -> Response[b
     response_id = "resp_" + uuid.uuid4().hex
     conversation = to_conversation(
         req,
-        allowlist=ctx.settings.tool_allowlist,
-        tools_enabled=ctx.settings.tool_forward_enabled,
         key_fingerprint=key_fingerprint(key),
         affinity=_affinity(request),
         response_id=response_id,

@@ -193,13 +193,8 @@ def _tool_spec(raw: msgspec.Raw, index: int) -> ToolSpec | None:
     )
 
 
-def _tools(req: ResponsesRequest, allowlist: tuple[str, ...]) -> list[ToolSpec]:
-    out: list[ToolSpec] = []
-    for index, raw in enumerate(req.tools or []):
-        spec = _tool_spec(raw, index)
-        if spec is not None and (not allowlist or spec.name in allowlist):
-            out.append(spec)
-    return out
+def _tools(req: ResponsesRequest) -> list[ToolSpec]:
+    return [spec for index, raw in enumerate(req.tools or []) if (spec := _tool_spec(raw, index)) is not None]
 
 
 def unserved_tool_types(req: ResponsesRequest) -> list[str]:
@@ -231,13 +226,14 @@ def _tool_choice(raw: str | ToolChoiceObject | None) -> ToolChoice:
 def to_conversation(
     req: ResponsesRequest,
     *,
-    allowlist: tuple[str, ...],
-    tools_enabled: bool,
     key_fingerprint: str,
     affinity: str | None,
     response_id: str,
 ) -> Conversation:
-    """Normalise a request; ``affinity`` is the client's session header, if any (spec §4.7 gives the fallbacks)."""
+    """Normalise a request; ``affinity`` is the client's session header, if any (spec §4.7 gives the fallbacks).
+
+    Every servable tool is passed on: the sidecar applies ``TOOL_FORWARD_ENABLED`` and ``TOOL_ALLOWLIST``.
+    """
     if not req.model:
         raise BadRequestError("model must not be empty", param="model")
     messages = _messages(req)
@@ -245,7 +241,7 @@ def to_conversation(
         raise BadRequestError("input must contain at least one message or tool output", param="input")
     if req.instructions:
         messages.insert(0, Message(role="system", content=[TextPart(req.instructions)]))
-    tools = _tools(req, allowlist) if tools_enabled else []
+    tools = _tools(req)
     choice = _tool_choice(req.tool_choice) if tools else ToolChoice(mode="none")
     if choice.mode == "named" and choice.name not in {t.name for t in tools}:
         raise BadRequestError(f"tool_choice names {choice.name!r}, which is not among the tools", param="tool_choice")

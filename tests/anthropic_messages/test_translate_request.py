@@ -33,7 +33,7 @@ def decode(body: dict[str, Any], kind: type[CountTokensRequest] = MessagesReques
 
 
 def convert(body: dict[str, Any], **options: Any) -> Conversation:
-    kwargs: dict[str, Any] = {"allowlist": (), "tools_enabled": True, "key_fingerprint": "fp", "affinity": None}
+    kwargs: dict[str, Any] = {"key_fingerprint": "fp", "affinity": None}
     kwargs.update(options)
     return to_conversation(decode(body, CountTokensRequest if "max_tokens" not in body else MessagesRequest), **kwargs)
 
@@ -57,7 +57,7 @@ def test_every_capture_body_becomes_a_conversation(path: Path) -> None:
     body = capture["body"]
     kind = CountTokensRequest if "count_tokens" in capture["path"] else MessagesRequest
     session = {k.lower(): v for k, v in capture["headers"].items()}.get("x-claude-code-session-id")
-    conv = to_conversation(decode(body, kind), allowlist=(), tools_enabled=True, key_fingerprint="", affinity=session)
+    conv = to_conversation(decode(body, kind), key_fingerprint="", affinity=session)
 
     assert conv.model == body["model"]
     roles = [m.role for m in conv.messages]
@@ -212,7 +212,7 @@ def test_tool_results_take_string_or_block_content_and_is_error() -> None:
     assert (tail.role, tail.text()) == ("user", "and now?")
 
 
-def test_tools_choice_allowlist_and_forwarding() -> None:
+def test_tools_and_tool_choice() -> None:
     tools = [
         {"name": "Bash", "description": "run", "input_schema": {"type": "object", "properties": {"command": {}}}},
         {"name": "Read", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}, "type": "custom"},
@@ -227,9 +227,6 @@ def test_tools_choice_allowlist_and_forwarding() -> None:
         assert convert(base(user("x"), tools=tools, tool_choice={"type": kind})).tool_choice == expected
     named = convert(base(user("x"), tools=tools, tool_choice={"type": "tool", "name": "Read"}))
     assert named.tool_choice == ToolChoice(mode="named", name="Read")
-    assert [t.name for t in convert(base(user("x"), tools=tools), allowlist=("Read",)).tools] == ["Read"]
-    off = convert(base(user("x"), tools=tools, tool_choice={"type": "any"}), tools_enabled=False)
-    assert off.tools == [] and off.tool_choice == ToolChoice(mode="none")
     with pytest.raises(BadRequestError, match="not among the tools"):
         convert(base(user("x"), tools=tools, tool_choice={"type": "tool", "name": "Write"}))
     with pytest.raises(BadRequestError, match="tool_choice"):

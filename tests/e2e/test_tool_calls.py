@@ -229,3 +229,22 @@ def test_split_calls_end_to_end_over_http(gateway_factory: Any) -> None:
         calls = [(c.function.name, json.loads(c.function.arguments)) for c in final.choices[0].message.tool_calls or []]
         assert calls == CALLS, name
         assert final.choices[0].finish_reason == "tool_calls"
+
+
+def test_the_allowlist_decides_which_tools_reach_lingma(gateway_factory: Any) -> None:
+    """The sidecar applies TOOL_ALLOWLIST, for every dialect alike."""
+    gw: Gateway = gateway_factory(scenario=SCENARIO, env={"TOOL_ALLOWLIST": "run", "API_KEYS": "k"})
+    auth = {"authorization": "Bearer k"}
+    chat = {"model": "auto", "tools": [WEATHER, SHELL], "messages": [{"role": "user", "content": "hello"}]}
+    assert httpx.post(gw.url + "/v1/chat/completions", json=chat, headers=auth, timeout=30).status_code == 200
+    anthropic_body = {"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}],
+                      "tools": [{"name": "get_weather", "input_schema": {"type": "object"}},
+                                {"name": "run", "input_schema": {"type": "object"}}]}  # fmt: skip
+    assert httpx.post(gw.url + "/v1/messages", json=anthropic_body, headers=auth, timeout=30).status_code == 200
+    responses_body = {"model": "m", "input": "hello", "tools": [{"type": "function", "name": "get_weather"},
+                                                                {"type": "function", "name": "run"}]}  # fmt: skip
+    assert httpx.post(gw.url + "/v1/responses", json=responses_body, headers=auth, timeout=30).status_code == 200
+    asks = gw.asks()[-3:]
+    for ask in asks:
+        assert '"name":"run"' in ask["questionText"].replace(" ", "")
+        assert "get_weather" not in ask["questionText"]

@@ -28,14 +28,10 @@ def decode(body: dict[str, Any]) -> ResponsesRequest:
 def convert(
     body: dict[str, Any],
     *,
-    allowlist: tuple[str, ...] = (),
-    tools_enabled: bool = True,
     affinity: str | None = None,
 ) -> Conversation:
     return to_conversation(
         decode(body),
-        allowlist=allowlist,
-        tools_enabled=tools_enabled,
         key_fingerprint="fp",
         affinity=affinity,
         response_id="resp_new",
@@ -243,15 +239,13 @@ def test_tools_flat_nested_custom_and_unserved() -> None:
     assert unserved_tool_types(decode(body)) == ["local_shell", "web_search", "namespace", "image_generation"]
 
 
-def test_allowlist_and_disabled_tools() -> None:
+def test_every_servable_tool_is_passed_on_for_the_sidecar_to_filter() -> None:
     body = {
         "model": "m",
         "input": "hi",
         "tools": [{"type": "function", "name": "a"}, {"type": "custom", "name": "b"}],
     }
-    assert [t.name for t in convert(body, allowlist=("b",)).tools] == ["b"]
-    off = convert(body, tools_enabled=False)
-    assert off.tools == [] and off.tool_choice == ToolChoice(mode="none")
+    assert [(t.name, t.kind) for t in convert(body).tools] == [("a", "function"), ("b", "custom")]
 
 
 @pytest.mark.parametrize(
