@@ -78,6 +78,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_heartbeat_sec: float = 3.0
     gateway_max_body_bytes: int = 16 * 1024 * 1024
     gateway_instance_max_in_flight: int = 8
+    gateway_cooldown_max_sec: float = 300.0
     lingma_sim_scenario: str = ""
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8787
@@ -229,6 +230,12 @@ _SPEC: tuple[tuple[str, str, _Parser, str], ...] = (
     ("DEDICATED_DOMAIN_URL", "dedicated_domain_url", str, "enterprise endpoint set before login"),
     ("GATEWAY_MAX_IN_FLIGHT", "gateway_max_in_flight", _positive_int, "turns served at once across the pool"),
     ("GATEWAY_INSTANCE_MAX_IN_FLIGHT", "gateway_instance_max_in_flight", _positive_int, "turns at once per instance"),
+    (
+        "GATEWAY_COOLDOWN_MAX_SEC",
+        "gateway_cooldown_max_sec",
+        _positive_float,
+        "longest cool-down after quota or rate limits",
+    ),
     ("GATEWAY_QUEUE_TIMEOUT_SEC", "gateway_queue_timeout_sec", _positive_float, "seconds a request waits for a slot"),
     ("SESSION_REUSE_ENABLED", "session_reuse_enabled", _bool, "continue upstream sessions on follow-up turns"),
     ("SESSION_CACHE_MAX_ENTRIES", "session_cache_max_entries", _positive_int, "session cache size"),

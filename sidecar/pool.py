@@ -55,6 +55,8 @@ class Pool:
         self._models: dict[str, tuple[float, list[ModelInfo]]] = {}
         self._released = asyncio.Condition()
         self._busy: Counter[str] = Counter()
+        self._cooldown: dict[str, float] = {}
+        """Instance id -> the unix time its cool-down ends."""
         self.limit = settings.gateway_instance_max_in_flight
 
     async def start(self) -> None:
@@ -96,7 +98,22 @@ class Pool:
         return self._by_id.get(instance_id)
 
     def ready(self) -> list[LingmaInstance]:
-        return [i for i in self.instances if i.state == "ready"]
+        return [i for i in self.instances if i.state == "ready" and i.id not in self._cooldown]
+
+    def cool_down(self, inst: LingmaInstance, seconds: float | None, reason: str) -> None:
+        """Keep an instance that reported quota or rate limits out of rotation for a bounded time (spec §4.7)."""
+        wait = min(self.settings.gateway_cooldown_max_sec, seconds or self.settings.gateway_cooldown_max_sec)
+        self._cooldown[inst.id] = time.time() + wait
+        log.warning("instance %s cools down for %.0fs: %s", inst.id, wait, reason)
+
+    async def _probe_cooled(self) -> None:
+        """An instance whose cool-down is over answers ``auth/status`` before it takes traffic again."""
+        now = time.time()
+        for iid, until in list(self._cooldown.items()):
+            if until <= now:
+                del self._cooldown[iid]
+                with contextlib.suppress(GatewayError):
+                    await self._by_id[iid].auth_status()
 
     def _no_capacity(self) -> GatewayError:
         logged_out = [i.id for i in self.instances if i.state == "login_required"]
@@ -107,16 +124,23 @@ class Pool:
                 "directory (<data>/instances/<id>/) and restart the sidecar",
                 retry_after_s=30,
             )
-        states = ", ".join(f"{i.id}: {i.state}" for i in self.instances)
-        return NoCapacityError(f"no Lingma instance can serve now ({states})", retry_after_s=5)
+        states = ", ".join(f"{i.id}: {self._state(i)}" for i in self.instances)
+        cooling = [until - time.time() for until in self._cooldown.values()]
+        retry = max(1.0, min(cooling)) if cooling else 5.0
+        return NoCapacityError(f"no Lingma instance can serve now ({states})", retry_after_s=retry)
 
-    def choose(self, preferred: str | None, affinity: str | None) -> LingmaInstance:
+    def _state(self, inst: LingmaInstance) -> str:
+        return "cooling_down" if inst.id in self._cooldown and inst.state == "ready" else inst.state
+
+    async def choose(self, preferred: str | None, affinity: str | None) -> LingmaInstance:
+        if self._cooldown:
+            await self._probe_cooled()
         ready = self.ready()
         if not ready:
             raise self._no_capacity()
         if preferred is not None:
             inst = self._by_id.get(preferred)
-            if inst is not None and inst.state == "ready":
+            if inst is not None and inst in ready:
                 return inst
         if affinity:
             return max(ready, key=lambda i: hashlib.sha256(f"{affinity}\0{i.id}".encode()).digest())
@@ -161,12 +185,12 @@ class Pool:
         return [
             {
                 "id": i.id,
-                "state": i.state,
+                "state": self._state(i),
                 "pid": i.pid or 0,
                 "in_flight": i.in_flight,
                 "served_total": i.served_total,
                 "restarts_total": i.restarts_total,
-                "cooldown_until": None,
+                "cooldown_until": self._cooldown.get(i.id),
                 "last_error": i.last_error,
             }
             for i in self.instances

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import msgspec
 
 from common.conversation import Conversation, ToolCallRecord, ToolChoice, ToolSpec
-from common.errors import PreviousResponseNotFoundError, UpstreamError
+from common.errors import PreviousResponseNotFoundError, QuotaExhaustedError, RateLimitedError, UpstreamError
 from common.protocol import (
     Complete,
     Event,
@@ -186,7 +186,7 @@ class LingmaBackend:
             is_reply=claim is not None,
         )
         try:
-            inst = self.pool.choose(claim.instance if claim else None, conv.affinity or _affinity(conv))
+            inst = await self.pool.choose(claim.instance if claim else None, conv.affinity or _affinity(conv))
             if claim is not None and claim.instance != inst.id:
                 # The instance that held the session is gone: the entry is dropped and the turn goes fresh.
                 self.book.session_cache["instance_gone"] += 1
@@ -226,6 +226,9 @@ class LingmaBackend:
             try:
                 async for event in self._attempt(turn, attempt, filt, inst, key, mode):
                     yield event
+            except (QuotaExhaustedError, RateLimitedError) as exc:
+                self.pool.cool_down(inst, exc.retry_after_s, exc.message)
+                raise
             except StaleSessionError:
                 if turn.content_sent or turn.stale_retried or not turn.is_reply:
                     raise

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.gateway import Gateway
 
 pytestmark = pytest.mark.e2e
@@ -117,3 +117,22 @@ def test_a_full_instance_is_a_429_before_commit_and_costs_no_session(gateway_fac
     ok = httpx.post(url, json={"model": "auto", "messages": history}, timeout=30)
     assert ok.json()["choices"][0]["message"]["content"].startswith("sim: turn 2 of session")
     assert gw.asks()[-1]["isReply"] is True
+
+
+def test_an_instance_that_reports_rate_limits_cools_down_then_serves_again(gateway_factory: Any) -> None:
+    scenario = {"turns": [{"match": "limit me", "reply": [{"error": {"status": 429, "kind": "rate_limit", "message": "too many requests"}}]}]}  # fmt: skip
+    gw: Gateway = gateway_factory(scenario=scenario, env={"GATEWAY_COOLDOWN_MAX_SEC": "2", "ADMIN_TOKEN": "adm"})
+    url = gw.url + "/v1/chat/completions"
+    limited = httpx.post(url, json={"model": "auto", "messages": [{"role": "user", "content": "limit me"}]}, timeout=30)
+    assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limit_exceeded"
+    stats = httpx.get(gw.url + "/internal/stats", headers={"authorization": "Bearer adm"}, timeout=10).json()
+    inst = stats["pool"]["instances"][0]
+    assert inst["state"] == "cooling_down" and inst["cooldown_until"] is not None
+    body = {"model": "auto", "messages": [{"role": "user", "content": "anything"}]}
+    blocked = httpx.post(url, json=body, timeout=30)
+    assert blocked.status_code == 503 and blocked.json()["error"]["code"] == "service_unavailable"
+    assert 1 <= int(blocked.headers["retry-after"]) <= 2
+    assert httpx.post(gw.url + "/v1/messages", json={**body, "max_tokens": 10}, headers={"anthropic-version": "2023-06-01"}, timeout=30).status_code == 529  # fmt: skip
+    wait_for(
+        lambda: httpx.post(url, json=body, timeout=30).status_code == 200, 10, 0.2, what="the end of the cool-down"
+    )
