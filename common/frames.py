@@ -39,12 +39,16 @@ def pack_frame(body: bytes, *, max_frame: int = MAX_FRAME) -> bytes:
     return len(body).to_bytes(_HEADER, "big") + body
 
 
-async def read_frame(reader: asyncio.StreamReader, *, max_frame: int = MAX_FRAME) -> bytes | None:
-    """Read one frame body; ``None`` on a clean EOF between frames."""
+async def read_frame(reader: asyncio.StreamReader, *, max_frame: int = MAX_FRAME, carried: bytes = b"") -> bytes | None:
+    """Read one frame body; ``None`` on a clean EOF between frames.
+
+    ``carried`` holds bytes of this frame's header that were already taken off the stream (the sidecar's EOF
+    watcher reads one byte while a turn streams, and that byte may be the start of the next request).
+    """
     try:
-        header = await reader.readexactly(_HEADER)
+        header = carried + await reader.readexactly(_HEADER - len(carried))
     except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
+        if not exc.partial and not carried:
             return None
         raise TruncatedFrameError("connection closed inside a frame header") from exc
     size = int.from_bytes(header, "big")

@@ -104,5 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_level, json_lines=settings.log_json, component="sidecar")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # The standard loop on purpose: under uvloop about one turn in 500 stalled after Lingma's chat/finish.
-    return asyncio.run(run(settings, args.script))
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency wherever it builds
+        return asyncio.run(run(settings, args.script))
+    return uvloop.run(run(settings, args.script))

@@ -25,6 +25,7 @@ log = logging.getLogger("lingma_gateway.pool")
 
 START_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 MODELS_TTL = 600.0
+PROBE_TIMEOUT = 10.0
 
 
 def instance_ids(settings: Settings) -> list[str]:
@@ -56,6 +57,7 @@ class Pool:
         self._released = asyncio.Condition()
         self._busy: Counter[str] = Counter()
         self._cooldown: dict[str, float] = {}
+        self._recovering: dict[str, asyncio.Task[None]] = {}
         """Instance id -> the unix time its cool-down ends."""
         self.limit = settings.gateway_instance_max_in_flight
 
@@ -89,9 +91,10 @@ class Pool:
                 await asyncio.sleep(delay)
 
     async def stop(self) -> None:
-        for task in self._keepers:
+        tasks = [*self._keepers, *self._recovering.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._keepers, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(inst.stop() for inst in self.instances), return_exceptions=True)
 
     def get(self, instance_id: str) -> LingmaInstance | None:
@@ -105,15 +108,28 @@ class Pool:
         wait = min(self.settings.gateway_cooldown_max_sec, seconds or self.settings.gateway_cooldown_max_sec)
         self._cooldown[inst.id] = time.time() + wait
         log.warning("instance %s cools down for %.0fs: %s", inst.id, wait, reason)
+        if inst.id not in self._recovering:
+            self._recovering[inst.id] = asyncio.create_task(self._recover(inst), name=f"recover {inst.id}")
 
-    async def _probe_cooled(self) -> None:
-        """An instance whose cool-down is over answers ``auth/status`` before it takes traffic again."""
-        now = time.time()
-        for iid, until in list(self._cooldown.items()):
-            if until <= now:
-                del self._cooldown[iid]
-                with contextlib.suppress(GatewayError):
-                    await self._by_id[iid].auth_status()
+    async def _recover(self, inst: LingmaInstance) -> None:
+        """When the cool-down ends, probe with ``auth/status``; only an answer puts the instance back."""
+        try:
+            while (until := self._cooldown.get(inst.id)) is not None:
+                await asyncio.sleep(max(0.0, until - time.time()))
+                if self._cooldown.get(inst.id, 0.0) > time.time():
+                    continue  # cooled down again meanwhile
+                try:
+                    async with asyncio.timeout(PROBE_TIMEOUT):
+                        await inst.auth_status()
+                except (GatewayError, TimeoutError) as exc:
+                    reason = exc.message if isinstance(exc, GatewayError) else "no answer to auth/status"
+                    self._cooldown[inst.id] = time.time() + min(PROBE_TIMEOUT, self.settings.gateway_cooldown_max_sec)
+                    log.warning("instance %s failed its probe after cooling down (%s)", inst.id, reason)
+                    continue
+                del self._cooldown[inst.id]
+                log.info("instance %s is back after cooling down", inst.id)
+        finally:
+            self._recovering.pop(inst.id, None)
 
     def _no_capacity(self) -> GatewayError:
         logged_out = [i.id for i in self.instances if i.state == "login_required"]
@@ -132,9 +148,7 @@ class Pool:
     def _state(self, inst: LingmaInstance) -> str:
         return "cooling_down" if inst.id in self._cooldown and inst.state == "ready" else inst.state
 
-    async def choose(self, preferred: str | None, affinity: str | None) -> LingmaInstance:
-        if self._cooldown:
-            await self._probe_cooled()
+    def choose(self, preferred: str | None, affinity: str | None) -> LingmaInstance:
         ready = self.ready()
         if not ready:
             raise self._no_capacity()
@@ -161,8 +175,8 @@ class Pool:
         try:
             yield
         finally:
+            self._busy[inst.id] -= 1  # at once: a second cancellation while waiting for the lock must not leak it
             async with self._released:
-                self._busy[inst.id] -= 1
                 self._released.notify_all()
 
     async def models_of(self, inst: LingmaInstance) -> list[ModelInfo]:

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -152,8 +152,10 @@ class SidecarServer:
         return True
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        carried = b""
         while True:
-            body = await read_frame(reader)
+            body = await read_frame(reader, carried=carried)
+            carried = b""
             if body is None:
                 return
             try:
@@ -164,7 +166,8 @@ class SidecarServer:
                 await _send(writer, Failed(code="bad_request", message=message))
                 continue
             if isinstance(op, Complete):
-                if not await self._stream(op, reader, writer):
+                gone, carried = await self._stream(op, reader, writer)
+                if gone:
                     return
             else:
                 await _send(writer, await self._unary(op))
@@ -192,11 +195,13 @@ class SidecarServer:
             log.exception("unary operation failed")
             return failed_from_error(InternalError("the sidecar failed to answer; see its log"))
 
-    async def _stream(self, op: Complete, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Run one turn; return False when the handler went away (the connection is then done)."""
+    async def _stream(
+        self, op: Complete, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[bool, bytes]:
+        """Run one turn. Returns whether the handler went away, and any byte of its next request already read."""
         if self._draining:
             await _send(writer, Failed(code="no_capacity", message="the sidecar is shutting down", retry_after_s=1))
-            return True
+            return False, b""
         producer = asyncio.create_task(self._produce(op, writer))
         self._streams.add(producer)
         watcher = asyncio.create_task(reader.read(1))
@@ -204,12 +209,16 @@ class SidecarServer:
             await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if producer.done():
                 producer.result()
-                return True
+                # The handler may already have sent its next request, whose first byte the watcher took.
+                if watcher.done() and not watcher.cancelled() and watcher.exception() is None:
+                    first = watcher.result()
+                    return first == b"", first
+                return False, b""
             # The handler closed its end (or sent something out of turn): cancel the turn.
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await producer
-            return False
+            return True, b""
         finally:
             self._streams.discard(producer)
             if not watcher.done():
@@ -221,8 +230,8 @@ class SidecarServer:
         REQUEST_ID.set(op.request_id or "-")  # this task's own context: the handler's id in every log line
         terminal_sent = False
         try:
-            async with self.admission.slot():
-                async for event in _guarded(self.backend.complete(op)):
+            async with self.admission.slot(), contextlib.aclosing(_guarded(self.backend.complete(op))) as events:
+                async for event in events:
                     await _send(writer, event)
                     if isinstance(event, (Finished, Failed)):
                         terminal_sent = True
@@ -256,7 +265,7 @@ class SidecarServer:
         return snap
 
 
-async def _guarded(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+async def _guarded(events: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
     """Turn any non-gateway exception from a backend into ``internal`` and always close the generator."""
     try:
         async for event in events:

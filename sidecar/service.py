@@ -18,7 +18,13 @@ from typing import Any, Literal
 import msgspec
 
 from common.conversation import Conversation, ToolCallRecord, ToolChoice, ToolSpec
-from common.errors import PreviousResponseNotFoundError, QuotaExhaustedError, RateLimitedError, UpstreamError
+from common.errors import (
+    BadRequestError,
+    PreviousResponseNotFoundError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    UpstreamError,
+)
 from common.protocol import (
     Complete,
     Event,
@@ -120,7 +126,13 @@ class LingmaBackend:
             return [], ToolChoice(mode="none")
         allow = self.settings.tool_allowlist
         tools = [t for t in conv.tools if not allow or t.name in allow]
-        return tools, conv.tool_choice if tools else ToolChoice(mode="none")
+        choice = conv.tool_choice
+        if choice.mode == "named" and choice.name not in {t.name for t in tools}:
+            raise BadRequestError(
+                f"tool_choice names {choice.name!r}, which this gateway does not offer (TOOL_ALLOWLIST)",
+                param="tool_choice",
+            )
+        return tools, choice if tools else ToolChoice(mode="none")
 
     async def _expand(self, conv: Conversation) -> Conversation:
         """Prepend what a ``previous_response_id`` stands for, so the turn never runs without its history."""
@@ -186,7 +198,7 @@ class LingmaBackend:
             is_reply=claim is not None,
         )
         try:
-            inst = await self.pool.choose(claim.instance if claim else None, conv.affinity or _affinity(conv))
+            inst = self.pool.choose(claim.instance if claim else None, conv.affinity or _affinity(conv))
             if claim is not None and claim.instance != inst.id:
                 # The instance that held the session is gone: the entry is dropped and the turn goes fresh.
                 self.book.session_cache["instance_gone"] += 1
@@ -230,6 +242,7 @@ class LingmaBackend:
                 self.pool.cool_down(inst, exc.retry_after_s, exc.message)
                 raise
             except StaleSessionError:
+                turn.claim_spent = True  # Lingma no longer holds that session: never give its entry back
                 if turn.content_sent or turn.stale_retried or not turn.is_reply:
                     raise
                 turn.stale_retried = True
@@ -302,6 +315,7 @@ class LingmaBackend:
         turn.session_id, turn.is_reply, turn.question = attempt.session_id, True, FORCED_CALL_NUDGE
 
     async def _finish(self, turn: _Turn, inst: LingmaInstance, attempt: _Attempt) -> Finished:
+        turn.claim_spent = True
         full_bytes = len(turn.prompt.full.encode())
         self.book.session_cache["upstream_bytes_sent"] += turn.sent_bytes
         self.book.session_cache["upstream_bytes_saved"] += max(0, full_bytes - turn.sent_bytes)

@@ -133,6 +133,8 @@ def test_an_instance_that_reports_rate_limits_cools_down_then_serves_again(gatew
     assert blocked.status_code == 503 and blocked.json()["error"]["code"] == "service_unavailable"
     assert 1 <= int(blocked.headers["retry-after"]) <= 2
     assert httpx.post(gw.url + "/v1/messages", json={**body, "max_tokens": 10}, headers={"anthropic-version": "2023-06-01"}, timeout=30).status_code == 529  # fmt: skip
+    # With no traffic at all, the instance is probed when its cool-down ends and becomes ready again.
     wait_for(
-        lambda: httpx.post(url, json=body, timeout=30).status_code == 200, 10, 0.2, what="the end of the cool-down"
+        lambda: httpx.get(gw.url + "/readyz", timeout=5).status_code == 200, 10, 0.1, what="the end of the cool-down"
     )
+    assert httpx.post(url, json=body, timeout=30).status_code == 200

@@ -55,3 +55,20 @@ def test_an_edited_history_never_reaches_the_old_session(gateway_factory: Any) -
     reply = chat(gw, edited)
     assert reply.startswith("sim: turn 1 of session")
     assert gw.asks()[-1]["isReply"] is False
+
+
+def test_a_forgotten_session_is_retried_fresh_and_never_offered_again(gateway_factory: Any) -> None:
+    scenario = {"turns": [{"match": "^forget this$", "reply": [{"forget_session": True}]}]}
+    gw: Gateway = gateway_factory(scenario=scenario)
+    first = chat(gw, [{"role": "user", "content": "start"}])
+    history = [{"role": "user", "content": "start"}, {"role": "assistant", "content": first},
+               {"role": "user", "content": "forget this"}]  # fmt: skip
+    before = len(gw.asks())
+    reply = chat(gw, history)
+    asks = gw.asks()[before:]
+    assert [a["isReply"] for a in asks] == [True, False], "the stale session was retried once, fresh"
+    assert reply.startswith("sim: turn 1 of session") and "<conversation_history>" in asks[1]["questionText"]
+    # A regenerate of the same turn must not find the dead session's entry again.
+    before = len(gw.asks())
+    chat(gw, history)
+    assert [a["isReply"] for a in gw.asks()[before:]] == [False]

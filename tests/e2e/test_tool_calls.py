@@ -244,6 +244,9 @@ def test_the_allowlist_decides_which_tools_reach_lingma(gateway_factory: Any) ->
     responses_body = {"model": "m", "input": "hello", "tools": [{"type": "function", "name": "get_weather"},
                                                                 {"type": "function", "name": "run"}]}  # fmt: skip
     assert httpx.post(gw.url + "/v1/responses", json=responses_body, headers=auth, timeout=30).status_code == 200
+    named = {**chat, "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
+    refused = httpx.post(gw.url + "/v1/chat/completions", json=named, headers=auth, timeout=30)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "tool_choice"
     asks = gw.asks()[-3:]
     for ask in asks:
         assert '"name":"run"' in ask["questionText"].replace(" ", "")

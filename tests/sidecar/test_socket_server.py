@@ -237,3 +237,30 @@ async def test_an_unknown_operation_is_answered_and_the_connection_kept(sidecar_
     assert isinstance(replies[0], HelloOk)
     assert isinstance(replies[1], Failed) and replies[1].code == "bad_request"
     assert isinstance(replies[2], Pong)
+
+
+async def test_a_request_right_after_a_terminal_is_never_lost(sidecar_factory, short_dir: Path) -> None:
+    """While a turn streams, the sidecar watches the socket for EOF by reading a byte; when the handler's next
+    request arrives right after the terminal, that byte belongs to the next frame and must not be dropped."""
+    side = sidecar_factory(["--script", str(script(short_dir))])
+
+    async def worker(rounds: int) -> int:
+        reader, writer = await asyncio.open_unix_connection(str(side.socket))
+        writer.write(pack_frame(encode(Hello(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR))))
+        await read_frame(reader)
+        for _ in range(rounds):
+            writer.write(pack_frame(encode(convo("quick"))))
+            while not isinstance(decode_reply(await read_frame(reader)), (Finished, Failed)):  # type: ignore[arg-type]
+                pass
+            writer.write(pack_frame(encode(Ping())))  # at once, while the turn's EOF watcher may still run
+            try:
+                async with asyncio.timeout(5):
+                    assert isinstance(decode_reply(await read_frame(reader)), Pong)  # type: ignore[arg-type]
+            except TimeoutError:
+                writer.close()
+                return 1
+        writer.close()
+        return 0
+
+    stalls = await asyncio.gather(*(worker(300) for _ in range(32)))
+    assert sum(stalls) == 0
