@@ -137,6 +137,7 @@ class LingmaBackend:
             tools=tools,
             choice=choice,
             full_tokens=count_tokens(prompt.full),
+            reply_tokens=count_tokens(prompt.reply) if claim else 0,
             claim=claim,
             question=prompt.reply if claim else prompt.full,
             session_id=claim.session_id if claim else None,
@@ -153,7 +154,7 @@ class LingmaBackend:
                 yield Started(
                     model=key,
                     input_tokens=turn.full_tokens,
-                    cached_input_tokens=self.runner.cached_tokens(turn),
+                    cached_input_tokens=turn.cached_tokens,
                     instance=inst.id,
                     session="reused" if turn.claim else "fresh",
                 )

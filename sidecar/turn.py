@@ -52,6 +52,8 @@ class TurnState:
     tools: list[ToolSpec]
     choice: ToolChoice
     full_tokens: int
+    reply_tokens: int
+    """Tokens of the new turn alone: what a reused session is sent; the rest of the prompt counts as cached."""
     claim: SessionState | None
     question: str
     session_id: str | None
@@ -73,6 +75,10 @@ class TurnState:
         """Whether the answer continues the claimed session with the client's own history."""
         return self.claim is not None and not self.stale_retried
 
+    @property
+    def cached_tokens(self) -> int:
+        return max(0, self.full_tokens - self.reply_tokens) if self.reused else 0
+
 
 class TurnRunner:
     """Runs turns on instances of one pool, counting into one stats book and storing into one cache."""
@@ -81,11 +87,6 @@ class TurnRunner:
         self.pool = pool
         self.cache = cache
         self.book = book
-
-    def cached_tokens(self, turn: TurnState) -> int:
-        if not turn.reused:
-            return 0
-        return max(0, turn.full_tokens - count_tokens(turn.prompt.reply))
 
     async def run(
         self, turn: TurnState, inst: LingmaInstance, key: str, mode: Literal["chat", "agent"]
@@ -190,7 +191,7 @@ class TurnRunner:
             reason="tool_calls" if attempt.calls else "stop",
             usage=Usage(
                 input_tokens=turn.full_tokens,
-                cached_input_tokens=self.cached_tokens(turn),
+                cached_input_tokens=turn.cached_tokens,
                 output_tokens=count_tokens(text) + reasoning_tokens + count_tokens(call_text),
                 reasoning_tokens=reasoning_tokens,
             ),

@@ -128,7 +128,7 @@ class Gateway:
                 proc.kill()
                 proc.wait()
         pid = self.lingma_pid()
-        if pid is not None and _alive(pid):
+        if pid is not None and alive(pid):
             os.kill(pid, signal.SIGKILL)
 
     def logs(self) -> str:
@@ -138,16 +138,13 @@ class Gateway:
         return text
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
-
-
-alive = _alive
 
 
 def sse_data(body: str) -> list[str]:

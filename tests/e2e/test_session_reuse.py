@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.gateway import Gateway
+from tests.gateway import Gateway, sse_data
 
 pytestmark = pytest.mark.e2e
 
@@ -72,3 +73,23 @@ def test_a_forgotten_session_is_retried_fresh_and_never_offered_again(gateway_fa
     before = len(gw.asks())
     chat(gw, history)
     assert [a["isReply"] for a in gw.asks()[before:]] == [False]
+
+
+def test_a_reused_turn_reports_the_held_history_as_cached_tokens(gateway_factory: Any) -> None:
+    gw: Gateway = gateway_factory()
+    url = gw.url + "/v1/chat/completions"
+    history: list[dict[str, Any]] = [
+        {"role": "system", "content": "Be terse. " * 40},
+        {"role": "user", "content": "one"},
+    ]
+    first = httpx.post(url, json={"model": "auto", "messages": history}, timeout=30).json()
+    assert first["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    history += [first["choices"][0]["message"], {"role": "user", "content": "two"}]
+    second = httpx.post(url, json={"model": "auto", "stream": True, "stream_options": {"include_usage": True},
+                                   "messages": history}, timeout=30).text  # fmt: skip
+    usage = json.loads([d for d in sse_data(second) if d != "[DONE]"][-1])["usage"]
+    assert gw.asks()[-1]["questionText"] == "two"
+    # The whole prompt is counted as a fresh session would send it; all but the new turn was already held.
+    assert usage["prompt_tokens"] > first["usage"]["prompt_tokens"]
+    assert 0 < usage["prompt_tokens_details"]["cached_tokens"] < usage["prompt_tokens"]
+    assert usage["prompt_tokens"] - usage["prompt_tokens_details"]["cached_tokens"] <= 2
