@@ -13,11 +13,11 @@ from typing import Any
 
 from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, error_from_failed
 from handlers.errors import anthropic_error_body
+from handlers.sse import fragments
 
-__all__ = ("ARGUMENT_FRAGMENT", "THINKING_SIGNATURE", "TOOL_ID_PREFIX", "BlockMachine", "Payload", "fragments")
+__all__ = ("THINKING_SIGNATURE", "TOOL_ID_PREFIX", "BlockMachine", "Payload")
 
 TOOL_ID_PREFIX = "toolu_"
-ARGUMENT_FRAGMENT = 48
 THINKING_SIGNATURE = "lingma-gateway"
 """Thinking blocks need a signature; Claude Code echoes it back and ``to_conversation`` drops it again."""
 
@@ -39,30 +39,6 @@ def _tool_input(call: ToolCall) -> str:
         except ValueError:
             pass
     return _canonical({"input": call.arguments})
-
-
-def _escape_end(text: str, i: int) -> int:
-    """The index after the escape sequence starting at ``text[i]`` (a surrogate pair counts as one)."""
-    if text.startswith("u", i + 1):
-        end = i + 6
-        if text[i + 2 : i + 4].lower() in ("d8", "d9", "da", "db") and text.startswith("\\u", end):
-            end += 6
-        return end
-    return i + 2
-
-
-def fragments(text: str, size: int = ARGUMENT_FRAGMENT) -> list[str]:
-    """Cut JSON text into pieces of about ``size`` characters, never inside an escape sequence."""
-    pieces: list[str] = []
-    start = i = 0
-    while i < len(text):
-        i = _escape_end(text, i) if text[i] == "\\" else i + 1
-        if i - start >= size:
-            pieces.append(text[start:i])
-            start = i
-    if start < len(text):
-        pieces.append(text[start:])
-    return pieces
 
 
 def _delta(index: int, delta: Payload) -> Payload:

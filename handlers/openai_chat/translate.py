@@ -21,12 +21,11 @@ from handlers.openai_chat.schema import (
     RefusalPart,
     TextContentPart,
 )
-from handlers.sse import sse_comment, sse_data
+from handlers.sse import fragments, sse_comment, sse_data
 
 __all__ = ("ChatChunkEncoder", "strip_call_prefix", "to_completion", "to_conversation")
 
 CALL_PREFIX = "call_"
-ARGUMENT_FRAGMENT = 48
 DONE = b"data: [DONE]\n\n"
 
 
@@ -189,8 +188,7 @@ class ChatChunkEncoder:
             "function": {"name": call.name, "arguments": ""},
         }
         out = self._chunk({"tool_calls": [head]})
-        for start in range(0, len(args), ARGUMENT_FRAGMENT):
-            piece = args[start : start + ARGUMENT_FRAGMENT]
+        for piece in fragments(args):
             out += self._chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
         return out
 

@@ -50,14 +50,10 @@ from handlers.openai_responses.schema import (
     ResponseUsage,
     SummaryText,
 )
-from handlers.sse import sse_comment
+from handlers.sse import fragments, sse_comment, sse_event
 
 __all__ = ("ResponsesEncoder", "encode_event", "to_response")
 
-ARGUMENT_FRAGMENT = 48
-"""Characters per arguments/input delta: clients see the call stream in, as from the real API."""
-
-_encode = msgspec.json.Encoder().encode
 _TextKind = Literal["message", "reasoning"]
 
 
@@ -65,7 +61,7 @@ def encode_event(event: ResponseStreamEvent) -> bytes:
     """One SSE frame whose ``event:`` line equals the payload's ``type``."""
     name = type(event).__struct_config__.tag
     assert isinstance(name, str)
-    return b"event: " + name.encode() + b"\ndata: " + _encode(event) + b"\n\n"
+    return sse_event(name, event)
 
 
 @dataclass
@@ -98,10 +94,6 @@ def _error(failed: Failed) -> ResponseError:
         # Codex reads the back-off from this phrase (wire.md §2.6).
         message = f"{message.rstrip('.')}. Please try again in {max(1, math.ceil(err.retry_after_s))}s."
     return ResponseError(code=code, message=message)
-
-
-def _fragments(text: str) -> list[str]:
-    return [text[start : start + ARGUMENT_FRAGMENT] for start in range(0, len(text), ARGUMENT_FRAGMENT)]
 
 
 class ResponsesEncoder:
@@ -278,7 +270,7 @@ class ResponsesEncoder:
             ResponseFunctionCallArgumentsDeltaEvent(
                 sequence_number=self._next(), item_id=item_id, output_index=index, delta=piece
             )
-            for piece in _fragments(args)
+            for piece in fragments(args)
         ]
         out.append(
             ResponseFunctionCallArgumentsDoneEvent(
@@ -300,7 +292,7 @@ class ResponsesEncoder:
             ResponseCustomToolCallInputDeltaEvent(
                 sequence_number=self._next(), item_id=item_id, output_index=index, delta=piece
             )
-            for piece in _fragments(text)
+            for piece in fragments(text)
         ]
         out.append(
             ResponseCustomToolCallInputDoneEvent(

@@ -10,8 +10,9 @@ import pytest
 
 from common.errors import GatewayError
 from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, Usage
-from handlers.anthropic_messages.blocks import THINKING_SIGNATURE, fragments
+from handlers.anthropic_messages.blocks import THINKING_SIGNATURE
 from handlers.anthropic_messages.translate import AnthropicEncoder, to_message
+from handlers.sse import fragments
 from tests.anthropic_messages.sse_check import check_stream, comparable, parse_sse, sdk_final_message
 
 MODEL = "claude-sonnet-4-5"

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from common.errors import GatewayError
 from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, Usage
-from handlers.openai_responses.encoder import ARGUMENT_FRAGMENT
 from handlers.openai_responses.schema import ResponsesRequest, ResponseStreamEvent
 from handlers.openai_responses.translate import ResponsesEncoder, response_skeleton, to_response
+from handlers.sse import ARGUMENT_FRAGMENT
 from tests.openai_responses.checks import check_stream, parse_sse
 
 MODEL = "codex-model"
