@@ -14,7 +14,7 @@ from common.client import SidecarClient
 from common.errors import NotFoundError, UnauthorizedError
 from common.settings import Settings
 
-__all__ = ("GatewayContext", "api_key_of", "context_of", "key_fingerprint")
+__all__ = ("GatewayContext", "api_key_of", "context_of", "key_fingerprint", "matches_any")
 
 
 @dataclass
@@ -32,25 +32,25 @@ class GatewayContext:
         presented = api_key_of(request)
         if presented is None:
             raise UnauthorizedError("missing API key: send Authorization: Bearer <key> or x-api-key")
-        if not _matches_any(presented, keys):
+        if not matches_any(presented, keys):
             raise UnauthorizedError("invalid API key")
         return presented
 
-    def authenticate_admin(self, request: Request[object, object, State], *, strict: bool = False) -> None:
-        """Admin routes take ADMIN_TOKEN; without one they fall back to the API keys (never when ``strict``)."""
+    def authenticate_admin(self, request: Request[object, object, State]) -> None:
+        """Admin routes take ADMIN_TOKEN; without one they fall back to the API keys (404 with neither)."""
         token = self.settings.admin_token
         presented = api_key_of(request)
         if token:
-            if presented is None or not _matches_any(presented, (token,)):
+            if presented is None or not matches_any(presented, (token,)):
                 raise UnauthorizedError("invalid or missing admin token")
             return
-        if strict or not self.settings.api_keys:
+        if not self.settings.api_keys:
             raise NotFoundError("not found")
-        if presented is None or not _matches_any(presented, self.settings.api_keys):
+        if presented is None or not matches_any(presented, self.settings.api_keys):
             raise UnauthorizedError("invalid or missing admin token")
 
 
-def _matches_any(presented: str, keys: tuple[str, ...]) -> bool:
+def matches_any(presented: str, keys: tuple[str, ...]) -> bool:
     given = presented.encode()
     found = False
     for key in keys:

@@ -69,6 +69,12 @@ class HttpMetrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+        self.unserved_tools = Counter(
+            "lingma_gateway_unserved_tools",
+            "offered tools left out because Lingma cannot serve their type (web_search, namespace, ...)",
+            ["type"],
+            registry=self.registry,
+        )
 
 
 HTTP_METRICS = HttpMetrics()

@@ -12,12 +12,25 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
+from litestar.response import Stream
+
 from common.client import SidecarClient
 from common.conversation import Conversation
 from common.errors import GatewayError, InternalError, UpstreamUnavailableError
 from common.protocol import Complete, Event, Failed, Finished, Started, error_from_failed, failed_from_error
+from handlers.context import GatewayContext
+from handlers.sse import SSE_HEADERS
 
-__all__ = ("ClientGoneError", "OpenTurn", "StreamEncoder", "collect_turn", "open_turn", "stream_body")
+__all__ = (
+    "ClientGoneError",
+    "OpenTurn",
+    "StreamEncoder",
+    "collect_turn",
+    "instance_of",
+    "open_turn",
+    "sse_response",
+    "stream_body",
+)
 
 DRAIN_GRACE = 10.0
 _END = object()
@@ -134,11 +147,11 @@ async def _until_commit(turn: OpenTurn, commit_after: float) -> OpenTurn:
             return turn  # the first heartbeat is due: commit
         if isinstance(event, Failed):
             raise error_from_failed(event)
-        turn.pending.append(event)
         if isinstance(event, Started):
             turn.started = event
             deadline = loop.time() + commit_after
             continue
+        turn.pending.append(event)
         return turn
 
 
@@ -192,7 +205,7 @@ async def stream_body(
     """The committed part of a streamed turn: exactly one terminal, whatever happens upstream."""
     try:
         yield encoder.start(turn.started or Started(model=""))
-        early = [e for e in turn.pending if not isinstance(e, Started)]
+        early = list(turn.pending)
         drain = _Drain(draining)
         while True:
             event = early.pop(0) if early else await _next_event(turn, heartbeat_sec, drain)
@@ -204,3 +217,20 @@ async def stream_body(
                 return
     finally:
         await turn.aclose()
+
+
+def instance_of(events: list[Event]) -> str:
+    """The instance that served a collected turn, for ``x-lingma-instance``."""
+    return next((e.instance for e in events if isinstance(e, Started)), "")
+
+
+def sse_response(
+    turn: OpenTurn, encoder: StreamEncoder, ctx: GatewayContext, headers: Mapping[str, str] | None = None
+) -> Stream:
+    """The committed stream of a turn, with the SSE headers and ``x-lingma-instance``."""
+    instance = turn.started.instance if turn.started else ""
+    return Stream(
+        stream_body(turn, encoder, heartbeat_sec=ctx.settings.gateway_heartbeat_sec, draining=ctx.draining),
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, "x-lingma-instance": instance, **(headers or {})},
+    )

@@ -15,14 +15,12 @@ from litestar.response import Stream
 
 from common.conversation import Conversation
 from common.log import REQUEST_ID
-from common.protocol import Started
 from handlers.anthropic_messages.schema import CountTokensRequest, MessagesRequest
 from handlers.anthropic_messages.translate import AnthropicEncoder, to_conversation, to_message
 from handlers.body import read_json
 from handlers.context import context_of, key_fingerprint
 from handlers.errors import anthropic_exception_handlers
-from handlers.sse import SSE_HEADERS
-from handlers.turn import collect_turn, open_turn, stream_body
+from handlers.turn import collect_turn, instance_of, open_turn, sse_response
 
 __all__ = ("router",)
 
@@ -50,19 +48,13 @@ async def messages(request: Request[object, object, State]) -> Response[object] 
     request_id = REQUEST_ID.get()
     if not req.stream:
         events = await collect_turn(ctx.client, conversation, request_id, receive=request.receive)
-        instance = next((e.instance for e in events if isinstance(e, Started)), "")
         body = to_message(events, message_id=message_id, model=req.model, want_thinking=conversation.want_reasoning)
-        return Response(content=body, headers={"x-lingma-instance": instance, "request-id": request_id})
+        return Response(content=body, headers={"x-lingma-instance": instance_of(events), "request-id": request_id})
     turn = await open_turn(
         ctx.client, conversation, request_id, commit_after=ctx.settings.gateway_heartbeat_sec, receive=request.receive
     )
     encoder = AnthropicEncoder(message_id=message_id, model=req.model, want_thinking=conversation.want_reasoning)
-    instance = turn.started.instance if turn.started else ""
-    return Stream(
-        stream_body(turn, encoder, heartbeat_sec=ctx.settings.gateway_heartbeat_sec, draining=ctx.draining),
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, "x-lingma-instance": instance, "request-id": request_id},
-    )
+    return sse_response(turn, encoder, ctx, {"request-id": request_id})
 
 
 @post("/v1/messages/count_tokens", status_code=200)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 from common.errors import GatewayError, UnauthorizedError
-from handlers.context import GatewayContext, api_key_of, context_of
+from handlers.context import GatewayContext, api_key_of, context_of, matches_any
 from handlers.errors import openai_exception_handlers
 from handlers.observability import HTTP_METRICS
 
@@ -74,11 +73,7 @@ def _authorise(ctx: GatewayContext, request: Request[object, object, State]) -> 
     if settings.metrics_public or (not settings.metrics_token and not settings.api_keys):
         return
     presented = api_key_of(request)
-    if (
-        presented is not None
-        and settings.metrics_token
-        and hmac.compare_digest(presented.encode(), settings.metrics_token.encode())
-    ):
+    if presented is not None and settings.metrics_token and matches_any(presented, (settings.metrics_token,)):
         return
     if settings.api_keys:
         ctx.authenticate(request)

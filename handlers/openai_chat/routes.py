@@ -10,14 +10,12 @@ from litestar.datastructures import State
 from litestar.response import Stream
 
 from common.log import REQUEST_ID
-from common.protocol import Started
 from handlers.body import read_json
 from handlers.context import context_of, key_fingerprint
 from handlers.errors import openai_exception_handlers
 from handlers.openai_chat.schema import ChatCompletionRequest
 from handlers.openai_chat.translate import ChatChunkEncoder, to_completion, to_conversation
-from handlers.sse import SSE_HEADERS
-from handlers.turn import collect_turn, open_turn, stream_body
+from handlers.turn import collect_turn, instance_of, open_turn, sse_response
 
 __all__ = ("router",)
 
@@ -36,9 +34,8 @@ async def chat_completions(request: Request[object, object, State]) -> Response[
     created = int(time.time())
     if not req.stream:
         events = await collect_turn(ctx.client, conversation, REQUEST_ID.get(), receive=request.receive)
-        instance = next((e.instance for e in events if isinstance(e, Started)), "")
         body = to_completion(events, completion_id=completion_id, model=req.model, created=created)
-        return Response(content=body, headers={"x-lingma-instance": instance})
+        return Response(content=body, headers={"x-lingma-instance": instance_of(events)})
     turn = await open_turn(
         ctx.client,
         conversation,
@@ -52,12 +49,7 @@ async def chat_completions(request: Request[object, object, State]) -> Response[
         created=created,
         include_usage=bool(req.stream_options and req.stream_options.include_usage),
     )
-    instance = turn.started.instance if turn.started else ""
-    return Stream(
-        stream_body(turn, encoder, heartbeat_sec=ctx.settings.gateway_heartbeat_sec, draining=ctx.draining),
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, "x-lingma-instance": instance},
-    )
+    return sse_response(turn, encoder, ctx)
 
 
 router = Router(path="/", route_handlers=[chat_completions], exception_handlers=openai_exception_handlers)

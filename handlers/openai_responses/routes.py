@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import Counter
 
 import msgspec
 from litestar import Request, Response, Router, WebSocket, get, post, websocket
@@ -17,10 +16,10 @@ from litestar.datastructures import State
 from litestar.response import Stream
 
 from common.log import REQUEST_ID
-from common.protocol import Started
 from handlers.body import read_json
 from handlers.context import context_of, key_fingerprint
 from handlers.errors import openai_exception_handlers
+from handlers.observability import HTTP_METRICS
 from handlers.openai_responses.schema import ResponsesRequest
 from handlers.openai_responses.translate import (
     ResponsesEncoder,
@@ -29,17 +28,15 @@ from handlers.openai_responses.translate import (
     to_response,
     unserved_tool_types,
 )
-from handlers.sse import SSE_HEADERS
-from handlers.turn import collect_turn, open_turn, stream_body
+from handlers.turn import collect_turn, instance_of, open_turn, sse_response
 
-__all__ = ("UNSERVED_TOOLS", "router")
+__all__ = ("router",)
 
 log = logging.getLogger("lingma_gateway.handlers.responses")
 
 PATHS = ["/v1/responses", "/responses"]
 AFFINITY_HEADERS = ("session-id", "session_id", "thread-id")
-UNSERVED_TOOLS: Counter[str] = Counter()
-"""Offered tools left out because Lingma cannot serve their type, per type, in this process."""
+_LOGGED_UNSERVED: set[str] = set()
 
 _WEBSOCKET_REFUSAL = msgspec.json.encode(
     {
@@ -54,10 +51,12 @@ _WEBSOCKET_REFUSAL = msgspec.json.encode(
 
 
 def _note_unserved(kinds: list[str]) -> None:
+    """Count (on /metrics) and log once per type the tools that are left out of the contract."""
     for kind in kinds:
-        if not UNSERVED_TOOLS[kind]:
+        if kind not in _LOGGED_UNSERVED:
+            _LOGGED_UNSERVED.add(kind)
             log.info("tools of type %r cannot be served by Lingma and are left out of requests", kind)
-        UNSERVED_TOOLS[kind] += 1
+        HTTP_METRICS.unserved_tools.labels(kind).inc()
 
 
 def _affinity(request: Request[object, object, State]) -> str | None:
@@ -84,12 +83,11 @@ async def create_response(request: Request[object, object, State]) -> Response[b
     skeleton = response_skeleton(req, response_id=response_id, created_at=int(time.time()))
     if not req.stream:
         events = await collect_turn(ctx.client, conversation, REQUEST_ID.get(), receive=request.receive)
-        instance = next((e.instance for e in events if isinstance(e, Started)), "")
         body = to_response(events, skeleton=skeleton, want_reasoning=conversation.want_reasoning)
         return Response(
             content=msgspec.json.encode(body),
             media_type="application/json",
-            headers={"x-lingma-instance": instance},
+            headers={"x-lingma-instance": instance_of(events)},
         )
     turn = await open_turn(
         ctx.client,
@@ -99,12 +97,7 @@ async def create_response(request: Request[object, object, State]) -> Response[b
         receive=request.receive,
     )
     encoder = ResponsesEncoder(skeleton, want_reasoning=conversation.want_reasoning)
-    instance = turn.started.instance if turn.started else ""
-    return Stream(
-        stream_body(turn, encoder, heartbeat_sec=ctx.settings.gateway_heartbeat_sec, draining=ctx.draining),
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, "x-lingma-instance": instance},
-    )
+    return sse_response(turn, encoder, ctx)
 
 
 @get(PATHS, status_code=426)

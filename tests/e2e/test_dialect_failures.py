@@ -71,3 +71,13 @@ def test_anthropic_stream_ends_with_an_error_event(gw: Gateway, prompt: str, kin
     assert raw.rstrip().endswith(b"}") and b"event: error" in raw.rsplit(b"\n\n", 2)[-2]
     if prompt == "crash now":
         wait_for(lambda: ready(gw), 30, 0.2, what="a successful turn after the simulator restarted")
+
+
+def test_unservable_responses_tools_are_left_out_and_counted(gw: Gateway) -> None:
+    body = {"model": "auto", "input": "hello", "tools": [{"type": "web_search"}, {"type": "function", "name": "run"}]}
+    for _ in range(2):
+        assert httpx.post(gw.url + "/v1/responses", json=body, timeout=30).status_code == 200
+    prompt = gw.asks()[-1]["questionText"]
+    assert '"name":"run"' in prompt.replace(" ", "") and "web_search" not in prompt
+    metrics = httpx.get(gw.url + "/metrics", timeout=10).text
+    assert 'lingma_gateway_unserved_tools_total{type="web_search"} 2.0' in metrics
