@@ -34,7 +34,6 @@ from handlers.sse import sse_event
 __all__ = (
     "TOOL_ID_PREFIX",
     "AnthropicEncoder",
-    "strip_tool_prefix",
     "to_conversation",
     "to_message",
 )
@@ -42,10 +41,6 @@ __all__ = (
 _BILLING_HEADER = "x-anthropic-billing-header:"
 _THINKING_ON = frozenset({"enabled", "adaptive"})
 _CHOICES = {"auto": "auto", "any": "required", "none": "none", "tool": "named"}
-
-
-def strip_tool_prefix(tool_id: str) -> str:
-    return tool_id[len(TOOL_ID_PREFIX) :] if tool_id.startswith(TOOL_ID_PREFIX) else tool_id
 
 
 def _canonical(value: object) -> str:
@@ -107,7 +102,7 @@ def _user(blocks: list[Block], names: dict[str, str]) -> list[Message]:
     out: list[Message] = []
     for block in blocks:
         if isinstance(block, ToolResultBlock):
-            call_id = strip_tool_prefix(block.tool_use_id)
+            call_id = block.tool_use_id.removeprefix(TOOL_ID_PREFIX)
             out.append(
                 Message(
                     role="tool",
@@ -127,7 +122,7 @@ def _assistant(blocks: list[Block], names: dict[str, str]) -> list[Message]:
     calls: list[ToolCallRecord] = []
     for block in blocks:
         if isinstance(block, ToolUseBlock):
-            call_id = strip_tool_prefix(block.id)
+            call_id = block.id.removeprefix(TOOL_ID_PREFIX)
             names[call_id] = block.name
             arguments = _canonical(block.input if block.input is not None else {})
             calls.append(ToolCallRecord(id=call_id, name=block.name, arguments=arguments))

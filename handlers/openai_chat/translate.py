@@ -23,14 +23,10 @@ from handlers.openai_chat.schema import (
 )
 from handlers.sse import fragments, sse_comment, sse_data
 
-__all__ = ("ChatChunkEncoder", "strip_call_prefix", "to_completion", "to_conversation")
+__all__ = ("ChatChunkEncoder", "to_completion", "to_conversation")
 
 CALL_PREFIX = "call_"
 DONE = b"data: [DONE]\n\n"
-
-
-def strip_call_prefix(call_id: str) -> str:
-    return call_id[len(CALL_PREFIX) :] if call_id.startswith(CALL_PREFIX) else call_id
 
 
 def _parts(content: str | list[Any] | None) -> list[Part]:
@@ -57,9 +53,11 @@ def _message(msg: ChatMessage) -> Message:
     if role == "tool":
         if not msg.tool_call_id:
             raise BadRequestError("a tool message needs tool_call_id", param="messages")
-        return Message(role="tool", content=_parts(msg.content), tool_call_id=strip_call_prefix(msg.tool_call_id))
+        return Message(
+            role="tool", content=_parts(msg.content), tool_call_id=msg.tool_call_id.removeprefix(CALL_PREFIX)
+        )
     calls = [
-        ToolCallRecord(id=strip_call_prefix(c.id), name=c.function.name, arguments=c.function.arguments or "{}")
+        ToolCallRecord(id=c.id.removeprefix(CALL_PREFIX), name=c.function.name, arguments=c.function.arguments or "{}")
         for c in msg.tool_calls or []
     ]
     return Message(role=role, content=_parts(msg.content), tool_calls=calls)

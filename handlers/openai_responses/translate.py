@@ -38,7 +38,6 @@ from handlers.openai_responses.schema import (
 __all__ = (
     "ResponsesEncoder",
     "response_skeleton",
-    "strip_call_prefix",
     "to_conversation",
     "to_response",
     "unserved_tool_types",
@@ -52,11 +51,6 @@ GRAMMAR_SUMMARY_LIMIT = 600
 SERVED_TOOL_TYPES = frozenset({"function", "custom"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text", "summary_text", "reasoning_text"})
 _DEFAULT_TEXT = msgspec.Raw(b'{"format":{"type":"text"}}')
-
-
-def strip_call_prefix(call_id: str) -> str:
-    """The sidecar mints ids without a dialect prefix; ``call_`` is added on the way out."""
-    return call_id[len(CALL_PREFIX) :] if call_id.startswith(CALL_PREFIX) else call_id
 
 
 def _decode(raw: msgspec.Raw, kind: type[T], where: str) -> T:
@@ -119,7 +113,7 @@ class _History:
             self.messages.append(Message(role="assistant", tool_calls=[record]))
 
     def result(self, call_id: str, output: str | list[ContentPart]) -> None:
-        ident = strip_call_prefix(call_id)
+        ident = call_id.removeprefix(CALL_PREFIX)
         self.messages.append(
             Message(role="tool", content=_output_parts(output), tool_call_id=ident, name=self._names.get(ident))
         )
@@ -132,11 +126,13 @@ def _add_item(history: _History, raw: msgspec.Raw, index: int) -> None:
         history.message(_decode(raw, InputMessage, where))
     elif kind == "function_call":
         fc = _decode(raw, FunctionCallInput, where)
-        history.call(ToolCallRecord(id=strip_call_prefix(fc.call_id), name=fc.name, arguments=fc.arguments or "{}"))
+        history.call(
+            ToolCallRecord(id=fc.call_id.removeprefix(CALL_PREFIX), name=fc.name, arguments=fc.arguments or "{}")
+        )
     elif kind == "custom_tool_call":
         ctc = _decode(raw, CustomToolCallInput, where)
         history.call(
-            ToolCallRecord(id=strip_call_prefix(ctc.call_id), name=ctc.name, arguments=ctc.input, kind="custom")
+            ToolCallRecord(id=ctc.call_id.removeprefix(CALL_PREFIX), name=ctc.name, arguments=ctc.input, kind="custom")
         )
     elif kind == "function_call_output":
         fco = _decode(raw, FunctionCallOutputInput, where)
