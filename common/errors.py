@@ -185,13 +185,6 @@ def error_for_code(
 ) -> GatewayError:
     """Rebuild an error from its code; an unknown code (a newer sidecar) becomes ``internal``."""
     cls = ERROR_CLASSES.get(code, InternalError)
-    err = cls.__new__(cls)
-    GatewayError.__init__(
-        err,
-        message,
-        retry_after_s=retry_after_s,
-        upstream_status=upstream_status,
-        detail_code=detail_code,
-        param=param,
+    return cls(
+        message, retry_after_s=retry_after_s, upstream_status=upstream_status, detail_code=detail_code, param=param
     )
-    return err

@@ -131,7 +131,7 @@ class Pool:
         finally:
             self._recovering.pop(inst.id, None)
 
-    def _no_capacity(self) -> GatewayError:
+    def no_capacity(self) -> GatewayError:
         logged_out = [i.id for i in self.instances if i.state == "login_required"]
         if logged_out and len(logged_out) == len(self.instances):
             names = ", ".join(logged_out)
@@ -151,7 +151,7 @@ class Pool:
     def choose(self, preferred: str | None, affinity: str | None) -> LingmaInstance:
         ready = self.ready()
         if not ready:
-            raise self._no_capacity()
+            raise self.no_capacity()
         if preferred is not None:
             inst = self._by_id.get(preferred)
             if inst is not None and inst in ready:
@@ -201,7 +201,7 @@ class Pool:
                 "id": i.id,
                 "state": self._state(i),
                 "pid": i.pid or 0,
-                "in_flight": i.in_flight,
+                "in_flight": self._busy[i.id],
                 "served_total": i.served_total,
                 "restarts_total": i.restarts_total,
                 "cooldown_until": self._cooldown.get(i.id),

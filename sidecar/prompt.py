@@ -29,7 +29,6 @@ class RenderedPrompt:
     """The questionText when the session already holds the history (``isReply``)."""
     history: list[Message]
     """Everything before the new turn; its hash finds a reusable session."""
-    new_turn: list[Message]
 
 
 def split_turn(messages: Sequence[Message]) -> tuple[list[Message], list[Message]]:
@@ -106,4 +105,4 @@ def render(conversation: Conversation, *, tools: Sequence[ToolSpec], choice: Too
         new_text if new_text else "Continue.",
     ]
     full = "\n\n".join(s for s in sections if s)
-    return RenderedPrompt(full=full, reply=new_text, history=history, new_turn=new_turn)
+    return RenderedPrompt(full=full, reply=new_text, history=history)

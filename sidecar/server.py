@@ -254,7 +254,6 @@ class SidecarServer:
         snap: dict[str, object] = {
             "version": 1,
             "requests": {},
-            "backpressure": self.admission.snapshot(),
             "pool": {"instances": []},
             "session_cache": {},
             "tools": {},

@@ -34,7 +34,7 @@ from sidecar.session_cache import SessionCache, SessionState
 from sidecar.session_key import conversation_key
 from sidecar.stats import StatsBook
 from sidecar.tokens import count_tokens
-from sidecar.turn import TurnRunner, TurnState
+from sidecar.turn import RunningTurn, TurnRunner
 
 __all__ = ("LingmaBackend",)
 
@@ -106,7 +106,7 @@ class LingmaBackend:
     async def raw_models(self, instance: str | None) -> str:
         inst = self.pool.get(instance) if instance else next(iter(self.pool.ready()), None)
         if inst is None:
-            raise self.pool._no_capacity()
+            raise self.pool.no_capacity()
         return json.dumps(await inst.query_models())
 
     async def _resolve(self, inst: LingmaInstance, requested: str) -> tuple[str, Literal["chat", "agent"]]:
@@ -131,7 +131,7 @@ class LingmaBackend:
         claim: SessionState | None = None
         if self.settings.session_reuse_enabled and prompt.history and prompt.reply:
             claim = await self.cache.claim(conversation_key(conv.api_key_fingerprint, tools, prompt.history))
-        turn = TurnState(
+        turn = RunningTurn(
             conv=conv,
             prompt=prompt,
             tools=tools,
@@ -148,7 +148,8 @@ class LingmaBackend:
             if claim is not None and claim.instance != inst.id:
                 # The instance that held the session is gone: the entry is dropped and the turn goes fresh.
                 self.book.session_cache["instance_gone"] += 1
-                turn.claim, turn.question, turn.session_id, turn.is_reply = None, prompt.full, None, False
+                turn.claim = None
+                turn.go_fresh()
             key, mode = await self._resolve(inst, conv.model)
             async with self.pool.slot(inst, self.settings.gateway_queue_timeout_sec):
                 yield Started(

@@ -121,7 +121,7 @@ class SessionCache:
         self.counters["hits"] += 1
         return SessionState(key=key, session_id=row[0], instance=row[1], messages=_decode_messages(row[2]))
 
-    async def put(self, state: SessionState, *, response_id: str | None = None) -> None:
+    async def put(self, state: SessionState, *, response_id: str | None = None, counter: str = "stored") -> None:
         """Store a state and evict in the same transaction (each statement is a hop to SQLite's thread)."""
         now = time.time()
         blob = _encode_messages(state.messages)
@@ -144,14 +144,12 @@ class SessionCache:
         if self._puts % _RESPONSE_SWEEP_EVERY == 0:
             await self.db.execute("DELETE FROM responses WHERE expires <= ?", (now,))
         await self.db.commit()
-        self.counters["stored"] += 1
+        self.counters[counter] += 1
         self.counters["evictions"] += evicted
 
     async def restore(self, state: SessionState) -> None:
         """Give back a claim whose turn never reached Lingma."""
-        await self.put(state)
-        self.counters["stored"] -= 1
-        self.counters["restored"] += 1
+        await self.put(state, counter="restored")
 
     async def response(self, response_id: str) -> list[Message] | None:
         async with self.db.execute(

@@ -15,12 +15,10 @@ class StatsBook:
         self.requests: Counter[str] = Counter()
         self.tools: Counter[str] = Counter()
         self.session_cache: Counter[str] = Counter()
-        self.upstream: Counter[str] = Counter()
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "requests": dict(sorted(self.requests.items())),
             "session_cache": dict(sorted(self.session_cache.items())),
             "tools": dict(sorted(self.tools.items())),
-            "upstream": dict(sorted(self.upstream.items())),
         }

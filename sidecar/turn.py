@@ -27,7 +27,7 @@ from sidecar.tokens import count_tokens
 from sidecar.tools.calls import offered_tools
 from sidecar.tools.stream import CallOut, TextOut, ToolCallFilter
 
-__all__ = ("Attempt", "TurnRunner", "TurnState")
+__all__ = ("Attempt", "RunningTurn", "TurnRunner")
 
 log = logging.getLogger("lingma_gateway.turn")
 
@@ -37,14 +37,13 @@ class Attempt:
     """What one ``chat/ask`` produced."""
 
     session_id: str | None = None
-    accepted: bool = False
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     calls: list[ToolCallRecord] = field(default_factory=list)
 
 
 @dataclass
-class TurnState:
+class RunningTurn:
     """One request's turn across its attempts (a stale-session retry, a forced-choice retry)."""
 
     conv: Conversation
@@ -75,6 +74,10 @@ class TurnState:
         """Whether the answer continues the claimed session with the client's own history."""
         return self.claim is not None and not self.stale_retried
 
+    def go_fresh(self) -> None:
+        """Send the whole transcript into a new session from now on."""
+        self.session_id, self.is_reply, self.question = None, False, self.prompt.full
+
     @property
     def cached_tokens(self) -> int:
         return max(0, self.full_tokens - self.reply_tokens) if self.reused else 0
@@ -89,7 +92,7 @@ class TurnRunner:
         self.book = book
 
     async def run(
-        self, turn: TurnState, inst: LingmaInstance, key: str, mode: Literal["chat", "agent"]
+        self, turn: RunningTurn, inst: LingmaInstance, key: str, mode: Literal["chat", "agent"]
     ) -> AsyncIterator[Event]:
         offered = offered_tools(turn.tools)
         while True:
@@ -108,7 +111,7 @@ class TurnRunner:
                     raise
                 turn.stale_retried = True
                 self.book.session_cache["stale_retries"] += 1
-                turn.session_id, turn.is_reply, turn.question = None, False, turn.prompt.full
+                turn.go_fresh()
                 continue
             if filt is None:
                 break
@@ -126,7 +129,7 @@ class TurnRunner:
 
     async def _attempt(
         self,
-        turn: TurnState,
+        turn: RunningTurn,
         attempt: Attempt,
         filt: ToolCallFilter | None,
         inst: LingmaInstance,
@@ -153,11 +156,10 @@ class TurnRunner:
             await stream.aclose()
 
     def _note(
-        self, ev: AskAccepted | SessionAssigned | ToolInvoked | AskFinished, turn: TurnState, attempt: Attempt
+        self, ev: AskAccepted | SessionAssigned | ToolInvoked | AskFinished, turn: RunningTurn, attempt: Attempt
     ) -> None:
         """Bookkeeping events of a turn: acceptance, the session id, Lingma's own tool requests."""
         if isinstance(ev, AskAccepted):
-            attempt.accepted = True
             if turn.is_reply and turn.claim is not None and turn.session_id == turn.claim.session_id:
                 turn.claim_spent = True
         elif isinstance(ev, ToolInvoked):
@@ -165,7 +167,7 @@ class TurnRunner:
         else:
             attempt.session_id = ev.session_id or attempt.session_id
 
-    def _forced_retry(self, turn: TurnState, attempt: Attempt) -> None:
+    def _forced_retry(self, turn: RunningTurn, attempt: Attempt) -> None:
         """A forced tool choice answered in prose: ask once more in the same session, then give up."""
         if turn.forced_retried:
             raise UpstreamError(
@@ -175,7 +177,7 @@ class TurnRunner:
         self.book.tools["forced_retries"] += 1
         turn.session_id, turn.is_reply, turn.question = attempt.session_id, True, FORCED_CALL_NUDGE
 
-    async def _finish(self, turn: TurnState, inst: LingmaInstance, attempt: Attempt) -> Finished:
+    async def _finish(self, turn: RunningTurn, inst: LingmaInstance, attempt: Attempt) -> Finished:
         turn.claim_spent = True
         full_bytes = len(turn.prompt.full.encode())
         self.book.session_cache["upstream_bytes_sent"] += turn.sent_bytes
@@ -197,7 +199,7 @@ class TurnRunner:
             ),
         )
 
-    def _emit(self, out: TextOut | CallOut, attempt: Attempt, turn: TurnState) -> Event | None:
+    def _emit(self, out: TextOut | CallOut, attempt: Attempt, turn: RunningTurn) -> Event | None:
         if isinstance(out, TextOut):
             if not out.text:
                 return None
@@ -218,7 +220,7 @@ class TurnRunner:
         self.book.tools["parse_failures"] += filt.parse_failures
         self.book.tools["leaked_as_text"] += filt.leaked_as_text
 
-    async def _remember(self, turn: TurnState, inst: LingmaInstance, attempt: Attempt, text: str) -> None:
+    async def _remember(self, turn: RunningTurn, inst: LingmaInstance, attempt: Attempt, text: str) -> None:
         if not attempt.session_id:
             return
         conv = turn.conv

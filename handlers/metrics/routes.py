@@ -44,7 +44,7 @@ def sidecar_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
         served.add_metric([inst["id"]], inst.get("served_total", 0))
         restarts.add_metric([inst["id"]], inst.get("restarts_total", 0))
     yield from (states, served, restarts)
-    for section in ("requests", "session_cache", "tools", "upstream"):
+    for section in ("requests", "session_cache", "tools"):
         family = CounterMetricFamily(f"lingma_gateway_{section}", f"sidecar {section} counters", labels=["kind"])
         for key, value in _flatten(stats.get(section, {})):
             family.add_metric([key], value)
