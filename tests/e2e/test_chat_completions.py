@@ -174,6 +174,7 @@ def test_kill_the_simulator_mid_stream(gw: Gateway) -> None:
     assert data[-1] == "[DONE]"
     errors = [json.loads(d) for d in data if d != "[DONE]" and "error" in json.loads(d)]
     assert len(errors) == 1 and errors[0]["error"]["type"] == "server_error"
+    assert errors[0]["error"]["code"] == "upstream_unavailable"
     assert all(json.loads(d)["choices"][0]["finish_reason"] is None for d in data if d != "[DONE]" and "choices" in json.loads(d))  # fmt: skip
 
     def recovered() -> bool:
@@ -196,8 +197,9 @@ def test_split_mode_survives_a_sidecar_restart(gateway_factory: Any) -> None:
         assert r.status_code == 503
         assert r.json()["error"]["code"] == "sidecar_unavailable"
     pid = gw.lingma_pid()
+    assert pid is not None, "the killed sidecar's Lingma left its pidfile"
     gw.start_sidecar()
-    wait_for(lambda: pid is None or not alive(pid), 20, what="the orphaned simulator to be ended")
+    wait_for(lambda: not alive(pid), 20, what="the orphaned simulator to be ended")
     wait_for(lambda: httpx.get(gw.url + "/readyz", timeout=5).status_code == 200, 60, 0.1, what="readiness")
     r = httpx.post(gw.url + "/v1/chat/completions", json=msgs, timeout=30)
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].startswith("sim: turn 1")
