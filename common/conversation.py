@@ -6,9 +6,12 @@ sidecar can hash them canonically.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import msgspec
+
+from common.errors import BadRequestError
 
 __all__ = (
     "Conversation",
@@ -79,6 +82,12 @@ class ToolSpec(msgspec.Struct, frozen=True, omit_defaults=True):
 class ToolChoice(msgspec.Struct, frozen=True, omit_defaults=True):
     mode: Literal["auto", "none", "required", "named"] = "auto"
     name: str | None = None
+
+    def require_offered(self, tools: Sequence[ToolSpec], why: str = "which is not among the tools") -> ToolChoice:
+        """A named choice must name an offered tool: anything else is the caller's error, never a guess."""
+        if self.mode == "named" and self.name not in {t.name for t in tools}:
+            raise BadRequestError(f"tool_choice names {self.name!r}, {why}", param="tool_choice")
+        return self
 
 
 class Conversation(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):

@@ -16,7 +16,6 @@ import msgspec
 
 from common.conversation import Conversation, ToolChoice, ToolSpec
 from common.errors import (
-    BadRequestError,
     PreviousResponseNotFoundError,
 )
 from common.protocol import (
@@ -72,11 +71,7 @@ class LingmaBackend:
         allow = self.settings.tool_allowlist
         tools = [t for t in conv.tools if not allow or t.name in allow]
         choice = conv.tool_choice
-        if choice.mode == "named" and choice.name not in {t.name for t in tools}:
-            raise BadRequestError(
-                f"tool_choice names {choice.name!r}, which this gateway does not offer (TOOL_ALLOWLIST)",
-                param="tool_choice",
-            )
+        choice.require_offered(tools, "which this gateway does not offer (TOOL_ALLOWLIST)")
         return tools, choice if tools else ToolChoice(mode="none")
 
     async def _expand(self, conv: Conversation) -> Conversation:

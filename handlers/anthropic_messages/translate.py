@@ -184,9 +184,7 @@ def _tool_choice(raw: ToolChoiceParam | None, tools: list[ToolSpec]) -> ToolChoi
         )
     if mode != "named":
         return ToolChoice(mode=mode)  # type: ignore[arg-type]
-    if raw.name not in {t.name for t in tools}:
-        raise BadRequestError(f"tool_choice names {raw.name!r}, which is not among the tools", param="tool_choice")
-    return ToolChoice(mode="named", name=raw.name)
+    return ToolChoice(mode="named", name=raw.name).require_offered(tools)
 
 
 def to_conversation(

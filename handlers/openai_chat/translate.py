@@ -95,8 +95,7 @@ def to_conversation(
         for tool in req.tools or []
     ]
     choice = _tool_choice(req.tool_choice) if tools else ToolChoice(mode="none")
-    if choice.mode == "named" and choice.name not in {t.name for t in tools}:
-        raise BadRequestError(f"tool_choice names {choice.name!r}, which is not among the tools", param="tool_choice")
+    choice.require_offered(tools)
     return Conversation(
         model=req.model,
         messages=[_message(m) for m in req.messages],

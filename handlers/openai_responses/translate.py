@@ -239,8 +239,7 @@ def to_conversation(
         messages.insert(0, Message(role="system", content=[TextPart(req.instructions)]))
     tools = _tools(req)
     choice = _tool_choice(req.tool_choice) if tools else ToolChoice(mode="none")
-    if choice.mode == "named" and choice.name not in {t.name for t in tools}:
-        raise BadRequestError(f"tool_choice names {choice.name!r}, which is not among the tools", param="tool_choice")
+    choice.require_offered(tools)
     return Conversation(
         model=req.model,
         messages=messages,
