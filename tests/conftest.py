@@ -112,5 +112,5 @@ def sidecar_factory(short_dir: Path) -> Iterator[object]:
 
 
 def captures_dir() -> Path:
-    """``shared/captures`` beside the checkout, as CI lays it out."""
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "captures"
+    """Requests that real clients sent, kept byte for byte under ``tests/fixtures/captures``."""
+    return Path(__file__).resolve().parent / "fixtures" / "captures"
