@@ -1,4 +1,8 @@
-"""Shared fixtures: short socket paths, free ports, and real sidecar subprocesses polled until ready."""
+"""Shared fixtures: short socket paths, free ports, and real sidecar subprocesses polled until ready.
+
+Every test lives under one layer directory (``unit``, ``integration``, ``e2e``) and gets that layer's marker
+here, so a layer runs alone by path (``pytest tests/unit``) or by marker (``pytest -m unit``).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,23 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None, max_examples=300)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+LAYERS = ("unit", "integration", "e2e")
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def layer_of(path: Path) -> str | None:
+    """The layer directory a test file sits in, or None when it sits in none."""
+    parts = path.resolve().relative_to(TESTS_DIR).parts
+    return parts[0] if len(parts) > 1 and parts[0] in LAYERS else None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        layer = layer_of(item.path)
+        if layer is not None:
+            item.add_marker(layer)
 
 
 def free_port() -> int:
@@ -113,4 +134,4 @@ def sidecar_factory(short_dir: Path) -> Iterator[object]:
 
 def captures_dir() -> Path:
     """Requests that real clients sent, kept byte for byte under ``tests/fixtures/captures``."""
-    return Path(__file__).resolve().parent / "fixtures" / "captures"
+    return TESTS_DIR / "fixtures" / "captures"

@@ -1,0 +1,58 @@
+"""Keeps bench/ from rotting: a tiny ``--quick`` pass in a subprocess, checked for shape, numbers and cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _positive(summary: dict[str, Any]) -> None:
+    assert summary["errors"] == 0
+    for key in ("rps", "p50_ms", "p99_ms"):
+        assert summary[key] > 0, key
+    assert summary["p99_ms"] >= summary["p50_ms"]
+
+
+@pytest.mark.timeout(90)
+def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    argv = [sys.executable, "-m", "bench", "--quick", "--requests", "50", "--runs", "1", "--concurrency", "1,4"]
+    done = subprocess.run([*argv, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=80, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "gateway req/s" in done.stdout
+
+    data = json.loads(out.read_text())
+    assert data["config"]["requests"] == 50
+    assert data["config"]["concurrency"] == [1, 4]
+    rows = data["results"]
+    assert {(row["scenario"], row["concurrency"]) for row in rows} == {
+        (scenario, conc) for scenario in ("non_stream", "stream") for conc in (1, 4)
+    }
+    for row in rows:
+        _positive(row["gateway"])
+        _positive(row["baseline"])
+        assert all(row["ratio"][key] > 0 for key in ("rps", "p50", "p99"))
+        assert 0 < row["cpu"]["simulator_share"] < 1
+        assert row["cpu"]["ms_per_request"]["simulator"] > 0
+        assert len(row["runs"]) == 1
+        assert row["runs"][0]["gateway"]["requests"] == 50
+
+    processes = data["processes"]
+    pids = [*processes["gateway"].values(), processes["baseline_simulator"]]
+    assert not [pid for pid in pids if _alive(pid)], "the benchmark left processes running"
