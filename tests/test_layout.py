@@ -202,3 +202,30 @@ def test_every_section_reference_exists() -> None:
     assert not duplicated, f"section numbers used twice: {duplicated}"
     problems = [problem for rel, text in _tree_texts() for problem in section_problems(rel, text, sections)]
     assert not problems, "\n".join(problems)
+
+
+_MD_LINK = re.compile(r"\]\(((?:docs/)?[\w.-]+\.md)(?:#([\w-]+))?\)")
+_HEADING_TEXT = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*$", re.MULTILINE)
+
+
+def heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors for a document's headings: lower case, punctuation dropped, spaces as hyphens."""
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in _HEADING_TEXT.findall(text)}
+
+
+def test_markdown_links_into_docs_resolve() -> None:
+    assert heading_anchors("## 9. Behaviours that rest on readings\n### 1.5 The `error` table\n") == {
+        "9-behaviours-that-rest-on-readings",
+        "15-the-error-table",
+    }
+    problems = []
+    for rel, text in _tree_texts():
+        if not rel.endswith(".md") or rel.startswith("tests/"):
+            continue
+        for target, anchor in _MD_LINK.findall(text):
+            path = (ROOT / rel).parent / target
+            if not path.is_file():
+                problems.append(f"{rel}: link to missing {target}")
+            elif anchor and anchor not in heading_anchors(path.read_text(encoding="utf-8")):
+                problems.append(f"{rel}: {target} has no heading #{anchor}")
+    assert not problems, "\n".join(problems)
