@@ -65,7 +65,7 @@ CLAUDE_ENV_PREFIXES = ("ANTHROPIC_", "CLAUDE_")
 
 
 def _claude_env(root: Path, port: int, *, fallback: bool) -> dict[str, str]:
-    """Claude Code's own settings: loopback base URL, no telemetry, no auto-update, no retries, no non-stream fallback."""
+    """Claude Code settings: loopback base URL, no telemetry, no auto-update, no retries, no non-stream fallback."""
     env = {
         "HOME": str(root / "home"),
         "CLAUDE_CONFIG_DIR": str(root / "claude_cfg"),

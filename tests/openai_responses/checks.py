@@ -1,4 +1,4 @@
-"""The stream rules of docs/dialects.md §3.3-§3.5 as one validator over raw SSE bytes, shared by the unit and end-to-end tests.
+"""The stream rules of docs/dialects.md §3.3-§3.5 as one validator over raw SSE bytes, for unit and end-to-end tests.
 
 References: docs/dialects.md §1.1 (SSE framing), docs/dialects.md §3.3-§3.5.
 """
