@@ -1,6 +1,7 @@
 """Every setting the gateway reads, from the environment, validated in one place.
 
-Names are those of gateway-spec.md §3 and §7.2, so deployments of the predecessor move over unchanged.
+The names are listed in the README's configuration table (docs/operations.md §1); deployments of the
+predecessor move over unchanged.
 ``load_settings`` collects every bad value before failing, so an operator fixes them all at once.
 """
 

@@ -1,4 +1,4 @@
-"""The §7.4 error table: one ``GatewayError`` code, rendered in each dialect's envelope and status."""
+"""The error table (docs/dialects.md §1.5): one ``GatewayError`` code, each dialect's envelope and status."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Running one turn against the sidecar, with the commit rule of spec §4.5.
+"""Running one turn against the sidecar, with the commit rule of docs/dialects.md §1.2.
 
 Until the first content event arrives or the first heartbeat is due, a failure is still an HTTP error
 (``open_turn`` raises). After that the answer is committed: every later failure must be reported inside

@@ -31,5 +31,5 @@ class Backend(Protocol):
         ...
 
     def stats(self) -> dict[str, Any]:
-        """The §7.5 stats object, minus what the server itself counts."""
+        """The stats object (docs/operations.md §6), minus what the server itself counts."""
         ...

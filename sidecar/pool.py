@@ -29,7 +29,7 @@ PROBE_TIMEOUT = 10.0
 
 
 def instance_ids(settings: Settings) -> list[str]:
-    """Stable ids (spec §7.3): an account's name, else ``acct-<n>``, else ``inst-<n>``; never a username."""
+    """Stable ids (docs/architecture.md §4.1): an account's name, else ``acct-<n>``, else ``inst-<n>``; no username."""
     if settings.lingma_accounts:
         return [a.name or f"acct-{n}" for n, a in enumerate(settings.lingma_accounts)]
     return [f"inst-{n}" for n in range(settings.instance_count)]
@@ -104,7 +104,7 @@ class Pool:
         return [i for i in self.instances if i.state == "ready" and i.id not in self._cooldown]
 
     def cool_down(self, inst: LingmaInstance, seconds: float | None, reason: str) -> None:
-        """Keep an instance that reported quota or rate limits out of rotation for a bounded time (spec §4.7)."""
+        """Keep an instance that reported quota or rate limits out of rotation (docs/architecture.md §4.4)."""
         wait = min(self.settings.gateway_cooldown_max_sec, seconds or self.settings.gateway_cooldown_max_sec)
         self._cooldown[inst.id] = time.time() + wait
         log.warning("instance %s cools down for %.0fs: %s", inst.id, wait, reason)
@@ -162,7 +162,7 @@ class Pool:
 
     @contextlib.asynccontextmanager
     async def slot(self, inst: LingmaInstance, timeout: float) -> AsyncIterator[None]:
-        """Reserve one of the instance's turn slots (the per-instance limit of spec §4.8) for a whole turn."""
+        """Reserve one of the instance's turn slots (docs/architecture.md §4.3) for a whole turn."""
         async with self._released:
             try:
                 async with asyncio.timeout(timeout):

@@ -1,8 +1,8 @@
 """The Lingma backend: what the sidecar serves, from a normalised conversation to protocol events.
 
-A turn (spec §4): expand ``previous_response_id``; render the prompt; claim a reusable session; pick an
-instance; resolve the model; take an instance slot; then ``sidecar.turn`` asks Lingma and turns its pushes into
-events. A claim goes back to the cache unless Lingma accepted a turn in its session.
+A turn (docs/architecture.md §2.2): expand ``previous_response_id``; render the prompt; claim a reusable session;
+pick an instance; resolve the model; take an instance slot; then ``sidecar.turn`` asks Lingma and turns its pushes
+into events. A claim goes back to the cache unless Lingma accepted a turn in its session.
 """
 
 from __future__ import annotations
@@ -158,8 +158,8 @@ class LingmaBackend:
                 async for event in self.runner.run(turn, inst, key, mode):
                     yield event
         except BaseException:
-            # A claim is spent only once Lingma accepted a turn in its session (spec §4.3): a 429, a failed
-            # model lookup or a cancelled request before that costs the client nothing.
+            # A claim is spent only once Lingma accepted a turn in its session (docs/architecture.md §5.2): a 429,
+            # a failed model lookup or a cancelled request before that costs the client nothing.
             if turn.claim is not None and not turn.claim_spent:
                 await self.cache.restore(turn.claim)
             raise

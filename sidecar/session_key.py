@@ -1,6 +1,6 @@
 """Cache keys for session reuse: a hash of what a conversation means, not of how a dialect spelled it.
 
-Normalised away (spec §4.3): text vs a single text block, trailing whitespace, JSON argument formatting,
+Normalised away (docs/architecture.md §5.1): text vs a single text block, trailing whitespace, JSON argument formatting,
 tool-call ids (replaced by their position, since each dialect prefixes ids its own way), where system and
 developer text sits (folded into one leading instruction), split assistant items (Responses sends a
 message item and function_call items separately). Reasoning never enters the conversation at all.

@@ -9,7 +9,7 @@ __all__ = ("StatsBook",)
 
 
 class StatsBook:
-    """Plain counters, grouped by the §7.5 section they belong to."""
+    """Plain counters, grouped by the section of the stats object (docs/operations.md §6) they belong to."""
 
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()

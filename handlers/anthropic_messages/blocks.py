@@ -1,6 +1,6 @@
 """The stream's block state machine, shared by the SSE encoder and the non-stream fold.
 
-It turns internal events into Anthropic stream payloads (wire.md §3.5): block indices dense and in start order,
+It turns internal events into Anthropic stream payloads (docs/dialects.md §4.3): block indices dense and in start order,
 one block open at a time, text never opened for whitespace alone before a tool call, tool input delivered only
 through ``input_json_delta`` fragments, thinking blocks closed by a signature, and exactly one terminal:
 ``message_delta`` + ``message_stop``, or ``error``.

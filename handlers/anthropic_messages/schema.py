@@ -1,4 +1,4 @@
-"""Anthropic Messages request types (wire.md §3.2). Unknown fields are ignored, unknown block types tolerated.
+"""Anthropic Messages request types (docs/dialects.md §4.1). Unknown fields are ignored, unknown block types tolerated.
 
 Content blocks arrive as raw JSON and are typed one at a time by ``decode_block``: Claude Code sends block
 types this gateway has no use for (thinking, server-tool results, newer betas), and one unknown tag must not

@@ -1,7 +1,7 @@
 """Pure translation between Anthropic Messages and the internal conversation and events.
 
-References: wire.md §3 (request fields §3.2, the non-stream body §3.3, stop reasons §3.4, the stream sequence
-§3.5, errors §3.6, the checklist §3.8); gateway-spec.md §4.6 (Anthropic ``input_tokens`` excludes cached ones).
+References: docs/dialects.md §4 (request fields §4.1, the non-stream body §4.2, the stream §4.3, stop reasons and
+usage §4.4: Anthropic ``input_tokens`` excludes cached ones).
 The stream encoder and the non-stream fold run the same block state machine (``blocks.py``), so the two
 cannot disagree.
 """

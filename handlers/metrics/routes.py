@@ -27,7 +27,7 @@ def _name(text: str) -> str:
 
 
 def sidecar_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
-    """Render the §7.5 stats object as Prometheus families."""
+    """Render the stats object (docs/operations.md §6) as Prometheus families."""
     bp = stats.get("backpressure", {})
     yield GaugeMetricFamily("lingma_gateway_in_flight", "turns in flight", value=bp.get("in_flight", 0))
     yield GaugeMetricFamily("lingma_gateway_in_flight_limit", "in-flight limit", value=bp.get("limit", 0))

@@ -1,4 +1,4 @@
-"""OpenAI Chat Completions request types (wire.md §1.1). Unknown fields are ignored."""
+"""OpenAI Chat Completions request types (docs/dialects.md §2.1). Unknown fields are ignored."""
 
 from __future__ import annotations
 

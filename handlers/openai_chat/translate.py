@@ -1,6 +1,6 @@
 """Pure translation between Chat Completions and the internal conversation and events.
 
-References: wire.md §1 (request fields, chunk shapes, tool-call deltas, finish reasons, usage, errors).
+References: docs/dialects.md §2 (request fields, chunk order, tool-call deltas, finish reasons, usage).
 The non-stream answer is a fold over the same events the stream encoder sees, so the two cannot disagree.
 """
 

@@ -1,6 +1,6 @@
 """The Responses stream as a state machine over sidecar events, and the non-stream answer as a fold over it.
 
-References: wire.md §2.3-§2.6 and §2.9. Items go out one at a time, each closed before the next is added;
+References: docs/dialects.md §3.3-§3.5. Items go out one at a time, each closed before the next is added;
 a message item opens only once non-blank text arrives, so a tool-only turn has no message; exactly one
 terminal event (``completed``, ``incomplete`` or ``failed``) ends the stream and nothing follows it.
 """
@@ -91,7 +91,7 @@ def _error(failed: Failed) -> ResponseError:
     code = responses_error_code(err)
     message = err.message
     if code == "rate_limit_exceeded" and err.retry_after_s is not None and "try again in" not in message.lower():
-        # Codex reads the back-off from this phrase (wire.md §2.6).
+        # Codex reads the back-off from this phrase (docs/dialects.md §3.5).
         message = f"{message.rstrip('.')}. Please try again in {max(1, math.ceil(err.retry_after_s))}s."
     return ResponseError(code=code, message=message)
 

@@ -1,4 +1,4 @@
-"""OpenAI Responses wire types (wire.md §2): the request, the response object, its items and stream events.
+"""OpenAI Responses wire types (docs/dialects.md §3): the request, the response object, its items and stream events.
 
 Input items and tools are heterogeneous and partly unknown (Codex adds types over time), so the request keeps
 them as ``msgspec.Raw`` and ``translate`` decodes each one by its ``type``; an unknown type is skipped, never
@@ -255,7 +255,7 @@ class ResponseUsage(msgspec.Struct):
 
 
 class Response(msgspec.Struct, kw_only=True):
-    """The response object (wire.md §2.2); request settings are echoed as the API does."""
+    """The response object (docs/dialects.md §3.2); request settings are echoed as the API does."""
 
     id: str
     object_: Literal["response"] = msgspec.field(default="response", name="object")
@@ -281,7 +281,7 @@ class Response(msgspec.Struct, kw_only=True):
     max_output_tokens: int | None = None
 
 
-# --- stream events (wire.md §2.3) ---------------------------------------------------------------------------
+# --- stream events (docs/dialects.md §3.3) ------------------------------------------------------------------
 
 
 class _Event(msgspec.Struct, tag_field="type", kw_only=True):

@@ -1,7 +1,6 @@
 """Pure translation between the Responses API and the internal conversation and events.
 
-References: wire.md §2 (request items and tools §2.1, response object §2.2, stream events, order and ids
-§2.3-§2.5, terminal events §2.6, what Codex consumes §2.7, checklist §2.9).
+References: docs/dialects.md §3 (the request §3.1, the response object §3.2, the stream §3.3-§3.5).
 
 The request side lives here; the stream encoder and the non-stream fold live in ``encoder`` and are
 re-exported, so the non-stream answer is built by the very code that builds the stream.
@@ -226,7 +225,7 @@ def to_conversation(
     affinity: str | None,
     response_id: str,
 ) -> Conversation:
-    """Normalise a request; ``affinity`` is the client's session header, if any (spec §4.7 gives the fallbacks).
+    """Normalise a request; ``affinity`` is the client's session header, if any (fallbacks: docs/architecture.md §4.2).
 
     Every servable tool is passed on: the sidecar applies ``TOOL_FORWARD_ENABLED`` and ``TOOL_ALLOWLIST``.
     """

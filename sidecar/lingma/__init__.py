@@ -1,4 +1,4 @@
-"""The gateway's client for the Lingma language-server binary (lingma-protocol.md)."""
+"""The gateway's client for the Lingma language-server binary (docs/lingma-protocol.md)."""
 
 from sidecar.lingma.discover import find_binary
 from sidecar.lingma.errors import StaleSessionError, classify_finish

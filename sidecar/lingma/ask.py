@@ -54,7 +54,7 @@ async def _send_ask(
         result = await conn.request("chat/ask", params, timeout=timeout)
     except RpcError as exc:
         return _refusal({"errorCode": str(exc.rpc_code), "errorMessage": exc.rpc_message}, instance_id)
-    # The older DTO says isSuccess (lingma-protocol.md §4.4).
+    # The older DTO says isSuccess (docs/lingma-protocol.md §4.3).
     if isinstance(result, dict) and result.get("success", result.get("isSuccess")) is False:
         return _refusal(result, instance_id)
     return None

@@ -1,4 +1,4 @@
-"""Where the Lingma binary lives when ``LINGMA_BIN`` is empty (lingma-protocol.md §1.1)."""
+"""Where the Lingma binary lives when ``LINGMA_BIN`` is empty (docs/lingma-protocol.md §1.1)."""
 
 from __future__ import annotations
 

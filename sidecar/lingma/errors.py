@@ -1,7 +1,7 @@
 """The one place that turns Lingma's failure payloads into the gateway's error vocabulary.
 
 How the real binary reports quota, rate limits, a forgotten session or a logged-out account is not
-documented (lingma-protocol.md §9, §12), so every guess about it lives here and nowhere else.
+documented (docs/lingma-protocol.md §8, §9), so every guess about it lives here and nowhere else.
 """
 
 from __future__ import annotations

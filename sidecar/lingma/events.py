@@ -17,7 +17,7 @@ __all__ = (
 
 @dataclass(frozen=True, slots=True)
 class AskAccepted:
-    """``chat/ask`` came back with ``success: true``: from here on a session claim is spent (spec §4.3)."""
+    """``chat/ask`` came back with ``success: true``: from here on a claim is spent (docs/architecture.md §5.2)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""LSP-style ``Content-Length`` framing inside WebSocket text messages (lingma-protocol.md §2).
+"""LSP-style ``Content-Length`` framing inside WebSocket text messages (docs/lingma-protocol.md §2).
 
 Lingma rejects bare JSON, and it packs several frames into one WebSocket message or splits one frame
 across messages, so the reader buffers bytes and cuts frames by the declared UTF-8 byte length.

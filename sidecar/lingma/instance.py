@@ -213,7 +213,7 @@ class LingmaInstance:
             await conn.request(
                 "initialize", initialize_params(self.work_dir, name=self.id), timeout=self.startup_timeout
             )
-            # 2.11.1 logs "unknown method: initialized"; every known client sends it anyway (§3).
+            # 2.11.1 logs "unknown method: initialized"; known clients send it anyway (docs/lingma-protocol.md §3).
             await conn.notify("initialized", {})
             self._proc, self._conn = proc, conn
             await self._read_auth(self.startup_timeout)
@@ -229,7 +229,7 @@ class LingmaInstance:
         result = await self._connection().request("auth/status", {}, timeout=timeout)
         status: JsonObject = result if isinstance(result, dict) else {}
         if not self._stopping and self._state != "stopped":
-            # The predecessor's rule: logged in means a truthy user id (lingma-protocol.md §4.1).
+            # Logged in means a truthy user id (docs/lingma-protocol.md §4.1).
             self._set_state("ready" if status.get("id") else "login_required")
         return status
 
@@ -239,7 +239,7 @@ class LingmaInstance:
             self._set_state("restarting")
 
     async def _answer_tool(self, conn: RpcConnection, invoke: JsonObject) -> None:
-        """Lingma's agent wants an IDE tool run; a headless gateway answers that it cannot (spec §4.2)."""
+        """Lingma's agent wants an IDE tool run; a gateway answers that it cannot (docs/lingma-protocol.md §7)."""
         self.tool_invokes_total += 1
         result = tool_unavailable_result(invoke)
         await conn.request("tool/invokeResult", result, timeout=min(self.rpc_timeout, 30.0))

@@ -1,4 +1,4 @@
-"""Lingma's model list flattened to one entry per key, and the name resolution of spec §4.1."""
+"""Lingma's model list flattened to one entry per key, and the name resolution of docs/architecture.md §6."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ __all__ = ("FALLBACK_MODEL_KEY", "flatten_models", "resolve_model")
 log = logging.getLogger(__name__)
 
 FALLBACK_MODEL_KEY = "auto"
-"""Sent when nothing else is known: Lingma's own "pick for me" key (lingma-protocol.md §4.4)."""
+"""Sent when nothing else is known: Lingma's own "pick for me" key (docs/lingma-protocol.md §4.2)."""
 
 _WINDOW_KEYS = ("contextWindow", "maxInputTokens", "maxContextTokens")
 

@@ -1,7 +1,7 @@
 """The params of what the gateway sends Lingma: ``initialize``, ``chat/ask`` and ``tool/invokeResult``.
 
 Always whole objects: Lingma decodes params into Go structs and rejects arrays or missing params
-(lingma-protocol.md §2).
+(docs/lingma-protocol.md §2).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ TOOL_UNAVAILABLE = "tool unavailable: the gateway has no IDE"
 
 
 def initialize_params(work_dir: Path, *, name: str) -> dict[str, Any]:
-    """The handshake; a workspace folder keeps Lingma from logging ``workspacePath is empty`` (§3)."""
+    """The handshake (docs/lingma-protocol.md §3); a workspace folder avoids Lingma's ``workspacePath is empty``."""
     root = work_dir.resolve().as_uri()
     return {
         "processId": None,
@@ -33,7 +33,7 @@ def initialize_params(work_dir: Path, *, name: str) -> dict[str, Any]:
 def ask_params(
     *, request_id: str, question: str, model_key: str, session_id: str | None, is_reply: bool, mode: AskMode
 ) -> dict[str, Any]:
-    """``chat/ask`` (§4.4), with the agent's project rules, ask-agent and auto-memory switched off."""
+    """``chat/ask`` (docs/lingma-protocol.md §4.3), with project rules, ask-agent and auto-memory switched off."""
     return {
         "requestId": request_id,
         "sessionId": session_id or "",
@@ -56,7 +56,7 @@ def ask_params(
 
 
 def tool_unavailable_result(invoke: dict[str, Any]) -> dict[str, Any]:
-    """The ``tool/invokeResult`` for a ``tool/invoke``: a headless gateway cannot run IDE tools (§7)."""
+    """The ``tool/invokeResult`` for a ``tool/invoke``: a gateway cannot run IDE tools (docs/lingma-protocol.md §7)."""
     return {
         "toolCallId": invoke.get("toolCallId") or "",
         "name": invoke.get("name") or "",

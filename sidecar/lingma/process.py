@@ -1,6 +1,6 @@
 """Spawning and stopping one Lingma process, and dialing its WebSocket until it answers.
 
-Launch line (lingma-protocol.md §1.2): ``<bin> start --transportType=websocket --workDir=<dir>
+Launch line (docs/lingma-protocol.md §1.2): ``<bin> start --transportType=websocket --workDir=<dir>
 --socketPort=<p1> --httpPort=<p2>``, cwd = the work dir. There is no readiness signal clients rely
 on, so the dial is retried until it succeeds, the process exits, or the start-up timeout passes.
 """

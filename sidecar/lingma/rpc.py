@@ -1,7 +1,7 @@
 """JSON-RPC 2.0 over Lingma's loopback WebSocket: our requests, and the server's pushed requests.
 
 Lingma sends its stream (``chat/answer``, ``chat/finish``, ``tool/invoke``…) as JSON-RPC *requests*
-and stalls when they go unanswered (the "off-by-one" quirk, lingma-protocol.md §6), so every pushed
+and stalls when they go unanswered (the "off-by-one" quirk, docs/lingma-protocol.md §5.1), so every pushed
 request is acknowledged as soon as it is read, before anything else looks at it.
 """
 

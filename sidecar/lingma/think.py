@@ -1,4 +1,4 @@
-"""Separate Lingma's reasoning from its answer inside ``chat/answer`` text (lingma-protocol.md §5).
+"""Separate Lingma's reasoning from its answer inside ``chat/answer`` text (docs/lingma-protocol.md §5.4).
 
 Lingma writes reasoning inline: ``"\\n````think::{THINK_TIME}\\n" … "\\n````\\n"`` (four backticks; the
 placeholder may also be a number), or ``<think>…</think>``. Markers arrive split across chunks, so the

@@ -1,4 +1,4 @@
-"""One ``chat/ask`` turn: the accept reply, then the pushed sequence of lingma-protocol.md §6.
+"""One ``chat/ask`` turn: the accept reply, then the pushed sequence of docs/lingma-protocol.md §6.
 
 Pushes, all JSON-RPC requests carrying the ask's ``requestId``:
 ``chat/process_step_callback`` (step_start, done), ``session/title/update {sessionId, sessionTitle}``,

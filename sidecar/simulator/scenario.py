@@ -1,4 +1,4 @@
-"""The scenario file (gateway-spec.md §6.1): scripted turns, how one is chosen, and what it streams.
+"""The scenario file (docs/lingma-protocol.md §10.5): scripted turns, how one is chosen, and what it streams.
 
 Choosing a turn: an entry's ``match`` regex is searched in the whole questionText; among matching
 entries the one whose last match starts latest wins (the newest turn is rendered last), ties going to

@@ -1,4 +1,4 @@
-"""Checks of raw Anthropic SSE bytes against every point of wire.md §3.8, and an anthropic-SDK replay."""
+"""Checks of raw Anthropic SSE bytes against every rule of docs/dialects.md §4.3, and an anthropic-SDK replay."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def _check_block_start(payload: dict[str, Any], expected_index: int) -> dict[str
 def check_stream(
     raw: bytes, *, model: str | None = None, schemas: dict[str, dict[str, Any]] | None = None
 ) -> StreamSummary:
-    """Assert every §3.8 point that raw bytes can show; return what the stream said."""
+    """Assert every rule of docs/dialects.md §4.3 that raw bytes can show; return what the stream said."""
     events = parse_sse(raw)
     assert events, "an empty stream"
     for name, payload in events:

@@ -1,6 +1,6 @@
-"""The wire.md §2.9 checklist as one validator over raw SSE bytes, shared by the unit and end-to-end tests.
+"""The stream rules of docs/dialects.md §3.3-§3.5 as one validator over raw SSE bytes, for unit and end-to-end tests.
 
-References: wire.md §0 (SSE framing), §2.3-§2.6 and §2.9.
+References: docs/dialects.md §1.1 (SSE framing), docs/dialects.md §3.3-§3.5.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _check_added(item: dict[str, Any]) -> None:
     assert isinstance(item["id"], str) and item["id"], "every item needs a non-empty id"
     assert item["status"] == "in_progress", item
     if item["type"] == "message":
-        assert item["content"] == [], "a message is added with empty content (wire.md §2.5)"
+        assert item["content"] == [], "a message is added with empty content (docs/dialects.md §3.4)"
         assert item["role"] == "assistant"
     elif item["type"] == "function_call":
         assert item["arguments"] == "" and item["call_id"].startswith("call_") and item["id"].startswith("fc_")
@@ -116,7 +116,7 @@ _STEPS = {
 
 
 def _check_steps(item: _Item) -> None:
-    """The per-item order of wire.md §2.4, with deltas collapsed (at least one when there is content)."""
+    """The per-item order of docs/dialects.md §3.4, with deltas collapsed (at least one when there is content)."""
     collapsed: list[str] = []
     for step in item.steps:
         name = step + "*" if step.endswith(".delta") else step
@@ -205,7 +205,7 @@ def _check_response(response: dict[str, Any], status: str, model: str | None) ->
 
 
 def check_stream(raw: bytes, *, model: str | None = None) -> Checked:
-    """Assert every point of wire.md §2.9 that a stream can show; return the parsed stream."""
+    """Assert every rule of docs/dialects.md §3.3-§3.5 that a stream can show; return the parsed stream."""
     frames, comments = parse_sse(raw)
     assert frames, "a stream with no events"
     for seq, frame in enumerate(frames):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from common.settings import SETTINGS_HELP
 
@@ -34,3 +36,196 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [name for name, _ in SETTINGS_HELP if f"`{name}`" not in readme]
     assert not missing, f"README lacks {missing}"
+
+
+# --- references: nothing outside the repository, every section reference resolvable -------------------------
+
+SECTION_SIGN = "\u00a7"
+"""Spelled as an escape so that this file's own examples are not references."""
+
+_OUTSIDE_NOTES = ("wire", "gateway-spec", "clients", "style", "lingma-protocol")
+"""Reference notes that are kept beside a checkout, never in it; only ``docs/lingma-protocol.md`` is ours."""
+
+_OUTSIDE = (
+    (re.compile(r"(?:\.\./)+shared\b"), "the shared notes beside the checkout"),
+    (re.compile(r"(?<![\w.-])shared/+captures\b"), "captures outside tests/fixtures"),
+    (re.compile(r"(?<![\w/.-])(?:" + "|".join(map(re.escape, _OUTSIDE_NOTES)) + r")\.md\b"), "a note outside docs/"),
+    (re.compile(r"(?<![\w.~-])/(?:work|home|root|Users|mnt)/"), "an absolute path on a developer's machine"),
+    (re.compile(r"\b[A-Z_]*ROOT\.parents?\b"), "the directory above the repository"),
+)
+_UPWARD = re.compile(r"(?<![\w.])((?:\.\./)+)")
+_FILE_PARENTS = re.compile(r"Path\(__file__\)(?:\.resolve\(\)|\.absolute\(\))?((?:\.parent\b)*)(?:\.parents\[(\d+)\])?")
+
+
+def outside_references(rel: str, text: str) -> list[str]:
+    """What in ``text`` (the file at ``rel``, relative to the root) points outside the repository."""
+    found = [f"{rel}: {m.group(0)!r} ({why})" for pattern, why in _OUTSIDE for m in pattern.finditer(text)]
+    depth = len(PurePosixPath(rel).parts) - 1
+    # A relative path that climbs above the root from the file's own directory.
+    found += [f"{rel}: {m.group(0)!r} climbs out" for m in _UPWARD.finditer(text) if m.group(1).count("../") > depth]
+    if rel.endswith(".py"):
+        for m in _FILE_PARENTS.finditer(text):
+            levels = m.group(1).count(".parent") + (int(m.group(2)) + 1 if m.group(2) is not None else 0)
+            if levels > depth + 1:
+                found.append(f"{rel}: {m.group(0)!r} climbs out of the repository")
+    return found
+
+
+def _tree_texts() -> list[tuple[str, str]]:
+    """Every tracked or new (not ignored) text file, as (path relative to the root, text)."""
+    try:
+        listing = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        paths = [ROOT / name for name in listing.split("\0") if name]
+    except (OSError, subprocess.CalledProcessError):
+        skipped = {".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", "node_modules"}
+        paths = [p for p in ROOT.rglob("*") if not skipped & set(p.relative_to(ROOT).parts)]
+    out = []
+    for path in sorted(paths):
+        try:
+            out.append((path.relative_to(ROOT).as_posix(), path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError):
+            continue  # a directory, a deleted file, binary data
+    return out
+
+
+def test_outside_references_are_caught() -> None:
+    up = "../"
+    planted = {
+        ("tests/conftest.py", "CAPTURES = ROOT" + '.parent / "shared" / "captures"'),
+        ("tests/conftest.py", "Path(__file__).resolve()" + ".parent" * 3 + ' / "shared"'),
+        ("tests/lingma/helpers.py", "Path(__file__).parents" + "[3]"),
+        ("README.md", "see " + up + "shared/wire" + ".md"),
+        ("tests/conftest.py", 'ROOT / "shared' + '/captures"'),
+        ("handlers/errors.py", "The table of gateway-spec" + ".md"),
+        ("sidecar/lingma/rpc.py", "(lingma-protocol" + ".md, the quirk)"),
+        ("bench/run.py", '"/wo' + 'rk/wt/x/captures/a.json"'),
+        ("docs/x.md", "[notes](" + up * 2 + "notes.md)"),
+    }
+    missed = [(rel, text) for rel, text in planted if not outside_references(rel, text)]
+    assert not missed, f"not caught: {missed}"
+    clean = {
+        ("tests/conftest.py", 'Path(__file__).resolve().parent / "fixtures" / "captures"'),
+        ("tests/bench/test_bench_smoke.py", "ROOT_DIR = Path(__file__).resolve()" + ".parents[2]"),
+        ("README.md", "[docs/lingma-protocol.md](docs/lingma-protocol.md#9-behaviours)"),
+        ("sidecar/lingma/discover.py", '"~/.lingma/bin" or "/Applications/Lingma.app/Contents"'),
+        ("infra/compose.split.yaml", "build: {context: .., dockerfile: infra/Dockerfile}"),
+        ("docs/architecture.md", "see [the README](" + up + "README.md)"),
+    }
+    flagged = [outside_references(rel, text) for rel, text in clean]
+    assert not any(flagged), flagged
+
+
+def test_nothing_refers_outside_the_repository() -> None:
+    found = [problem for rel, text in _tree_texts() for problem in outside_references(rel, text)]
+    assert not found, "\n".join(found)
+
+
+_SECTION_REF = re.compile(SECTION_SIGN + r"(\d+(?:\.\d+)*)?")
+_DOC_NAME = re.compile(r"(?<![\w/.-])docs/([\w.-]+\.md)")
+_NUMBERED_HEADING = re.compile(r"^#{1,6}[ \t]+(\d+(?:\.\d+)*)\.?[ \t]", re.MULTILINE)
+
+
+def doc_sections(text: str) -> list[str]:
+    """The numbers of a document's numbered headings (``## 3. Anthropic`` is 3, ``### 3.2 Order`` is 3.2)."""
+    return _NUMBERED_HEADING.findall(text)
+
+
+def section_problems(rel: str, text: str, sections: dict[str, set[str]]) -> list[str]:
+    """Every section reference in ``text`` that does not resolve.
+
+    A reference is a section sign and a number; it names the last ``docs/<file>.md`` before it in the same
+    paragraph, or, inside a docs file, that file itself. ``<...>`` after the sign is a placeholder.
+    """
+    own = rel.removeprefix("docs/") if rel.startswith("docs/") and "/" not in rel[5:] else None
+    problems: list[str] = []
+    for paragraph in re.split(r"\n[ \t]*\n", text):
+        for m in _SECTION_REF.finditer(paragraph):
+            number = m.group(1)
+            if number is None:
+                if not paragraph.startswith("<", m.end()):
+                    problems.append(f"{rel}: a section sign without a number: {paragraph[m.start() : m.end() + 20]!r}")
+                continue
+            names = _DOC_NAME.findall(paragraph, 0, m.start())
+            doc = names[-1] if names else own
+            if doc is None:
+                problems.append(f"{rel}: section {number} names no docs/ file")
+            elif doc not in sections:
+                problems.append(f"{rel}: docs/{doc} (section {number}) does not exist")
+            elif number not in sections[doc]:
+                problems.append(f"{rel}: docs/{doc} has no section {number}")
+    return problems
+
+
+def _docs_sections() -> dict[str, set[str]]:
+    return {path.name: set(doc_sections(path.read_text(encoding="utf-8"))) for path in (ROOT / "docs").glob("*.md")}
+
+
+def test_section_references_are_checked() -> None:
+    sign = SECTION_SIGN
+    sections = {"dialects.md": {"1", "1.5", "3", "3.3", "3.5"}}
+    assert doc_sections("# Dialects\n## 1. Rules\n### 1.5 The error table\n#### 1.5.2 Deep\nnot ## 2. here\n") == [
+        "1",
+        "1.5",
+        "1.5.2",
+    ]
+    good = f"the table (docs/dialects.md {sign}1.5) and the stream\n(docs/dialects.md {sign}3.3-{sign}3.5)"
+    assert section_problems("handlers/errors.py", good, sections) == []
+    assert section_problems("docs/dialects.md", f"as {sign}1.5 says", sections) == []
+    assert section_problems("README.md", f"cite `docs/<file>.md {sign}<section>`", sections) == []
+    bad = {
+        f"docs/dialects.md {sign}9.9": "has no section 9.9",
+        f"docs/dialects.md {sign}3.3-{sign}3.6": "has no section 3.6",
+        f"docs/wire.md {sign}2.9": "does not exist",
+        f"the error table ({sign}7.4)": "names no docs/ file",
+        f"docs/dialects.md\n\nand then {sign}1.5": "names no docs/ file",
+        f"docs/dialects.md {sign} 1.5": "without a number",
+    }
+    for text, why in bad.items():
+        problems = section_problems("handlers/errors.py", text, sections)
+        assert len(problems) == 1 and why in problems[0], (text, problems)
+
+
+def test_every_section_reference_exists() -> None:
+    sections = _docs_sections()
+    for name in ("architecture", "dialects", "lingma-protocol", "operations"):
+        assert sections.get(name + ".md"), f"docs/{name}.md is missing or has no numbered sections"
+    duplicated = {
+        path.name: sorted({n for n in numbers if numbers.count(n) > 1})
+        for path in (ROOT / "docs").glob("*.md")
+        if len(numbers := doc_sections(path.read_text(encoding="utf-8"))) != len(set(numbers))
+    }
+    assert not duplicated, f"section numbers used twice: {duplicated}"
+    problems = [problem for rel, text in _tree_texts() for problem in section_problems(rel, text, sections)]
+    assert not problems, "\n".join(problems)
+
+
+_MD_LINK = re.compile(r"\]\(((?:docs/)?[\w.-]+\.md)(?:#([\w-]+))?\)")
+_HEADING_TEXT = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*$", re.MULTILINE)
+
+
+def heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors for a document's headings: lower case, punctuation dropped, spaces as hyphens."""
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in _HEADING_TEXT.findall(text)}
+
+
+def test_markdown_links_into_docs_resolve() -> None:
+    assert heading_anchors("## 9. Behaviours that rest on readings\n### 1.5 The `error` table\n") == {
+        "9-behaviours-that-rest-on-readings",
+        "15-the-error-table",
+    }
+    problems = []
+    for rel, text in _tree_texts():
+        if not rel.endswith(".md") or rel.startswith("tests/"):
+            continue
+        for target, anchor in _MD_LINK.findall(text):
+            path = (ROOT / rel).parent / target
+            if not path.is_file():
+                problems.append(f"{rel}: link to missing {target}")
+            elif anchor and anchor not in heading_anchors(path.read_text(encoding="utf-8")):
+                problems.append(f"{rel}: {target} has no heading #{anchor}")
+    assert not problems, "\n".join(problems)

@@ -4,7 +4,7 @@ Claude Code asks for a Bash command, runs it, sends the output back, and the nex
 the file the command wrote and the JSON result. A failure mid-stream must not come out as an empty success.
 ``claude -p "/context"`` fires parallel count_tokens calls, and every one must get 200.
 
-References: clients.md §3 (settings, flags, what Claude Code sends), wire.md §3.6-§3.8, gateway-spec.md §6.1.
+References: docs/dialects.md §4.3 (the stream and its terminal), docs/lingma-protocol.md §10.5 (scenario files).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ CLAUDE_ENV_PREFIXES = ("ANTHROPIC_", "CLAUDE_")
 
 
 def _claude_env(root: Path, port: int, *, fallback: bool) -> dict[str, str]:
-    """clients.md §3: loopback base URL, no telemetry, no auto-update, no retries, no non-stream fallback."""
+    """Claude Code settings: loopback base URL, no telemetry, no auto-update, no retries, no non-stream fallback."""
     env = {
         "HOME": str(root / "home"),
         "CLAUDE_CONFIG_DIR": str(root / "claude_cfg"),

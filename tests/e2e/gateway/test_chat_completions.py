@@ -1,6 +1,6 @@
 """``/v1/chat/completions`` end to end: the real gateway, the real simulator, the openai SDK and raw HTTP.
 
-References: wire.md §1.8 (the Chat Completions checklist), gateway-spec.md §4.5 (the stream rule).
+References: docs/dialects.md §2.3 (the stream order), docs/dialects.md §1.2 (the commit rule).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def chunks_of(body: str) -> list[dict[str, Any]]:
 
 
 def assert_chat_stream(body: str, *, include_usage: bool = False) -> list[dict[str, Any]]:
-    """Every applicable point of wire.md §1.8 on a successful stream."""
+    """Every applicable rule of docs/dialects.md §2.3 on a successful stream."""
     data = sse_data(body)
     assert data[-1] == "[DONE]", "the last data line is [DONE]"
     assert body.rstrip("\n").endswith("data: [DONE]"), "nothing follows [DONE]"

@@ -1,5 +1,5 @@
 """count_tokens on the real renderer and Qwen tokenizer: equal to the turn's usage, growing with what it counts,
-and never held by the chat in-flight limit (issue 7; gateway-spec.md §4.6)."""
+and never held by the chat in-flight limit (docs/dialects.md §5)."""
 
 from __future__ import annotations
 

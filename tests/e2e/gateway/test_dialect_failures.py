@@ -1,7 +1,7 @@
 """Upstream failures mid-stream through the real simulator, for the Responses and Anthropic dialects.
 
-References: wire.md §2.6 and §2.9 (response.failed, never a made-up completed), §3.6 and §3.8 (event: error,
-no message_stop), gateway-spec.md §4.5 (exactly one terminal per stream).
+References: docs/dialects.md §3.5 (response.failed, never a made-up completed), docs/dialects.md §4.3
+(event: error, no message_stop), docs/dialects.md §1.4 (exactly one terminal per stream).
 """
 
 from __future__ import annotations

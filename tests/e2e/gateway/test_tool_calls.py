@@ -1,6 +1,6 @@
 """Tool calling through Lingma on Chat Completions: the contract, recognisers, results, reasoning, agent mode.
 
-References: gateway-spec.md §4.2, §4.4, §6.1; wire.md §1.4 to §1.5.
+References: docs/architecture.md §7, docs/lingma-protocol.md §7 and §10.5, docs/dialects.md §2.4 and §2.5.
 """
 
 from __future__ import annotations

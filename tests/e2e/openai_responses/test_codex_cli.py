@@ -6,7 +6,7 @@ mid-stream must make Codex exit non-zero and show the error. Two stacks are driv
 on the Lingma simulator (``serve --simulator``), and the split ``handler openai_responses`` on the scripted
 sidecar backend, which isolates this route.
 
-References: clients.md §2 (config, flags, what Codex sends), wire.md §2.6-§2.7, gateway-spec.md §6.1.
+References: docs/dialects.md §3 (what Codex reads), docs/lingma-protocol.md §10.5 (scenario files).
 """
 
 from __future__ import annotations

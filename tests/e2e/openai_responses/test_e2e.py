@@ -1,6 +1,6 @@
 """``/v1/responses`` over real HTTP: a sidecar and a handler process, driven by the openai SDK and by raw httpx.
 
-References: wire.md §2.6 and §2.9 (end-to-end items), clients.md §1 and §2.
+References: docs/dialects.md §3.3-§3.5 (the stream and its terminal events).
 """
 
 from __future__ import annotations

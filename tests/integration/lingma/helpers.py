@@ -28,7 +28,7 @@ def finished(events: list[UpstreamEvent]) -> AskFinished:
 
 
 def expected_default_reply(session_id: str, questions: list[str]) -> str:
-    """gateway-spec.md §6's default reply, recomputed here rather than imported from the simulator."""
+    """The simulator's default reply (docs/lingma-protocol.md §10.4), recomputed here, not imported from it."""
     canonical = json.dumps(questions, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = hashlib.sha1(canonical.encode("utf-8")).hexdigest()
     newest = next((line.strip() for line in reversed(questions[-1].splitlines()) if line.strip()), "")

@@ -1,6 +1,6 @@
 """``chat/ask`` against the simulator process: the default reply, sessions, refusals, stop, concurrency.
 
-References: lingma-protocol.md §4.4, §5, §6; gateway-spec.md §6.
+References: docs/lingma-protocol.md §4.3, §5, §6 and §10.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Scenario files (gateway-spec.md §6.1) played by the simulator process."""
+"""Scenario files (docs/lingma-protocol.md §10.5) played by the simulator process."""
 
 from __future__ import annotations
 

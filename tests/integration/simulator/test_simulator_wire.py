@@ -1,6 +1,6 @@
 """The simulator process on the wire: command line, framing both ways, handshake methods, signals.
 
-References: lingma-protocol.md §1-§4, §9, §10; gateway-spec.md §6.
+References: docs/lingma-protocol.md §1-§4, §8 and §10.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Pinned installs of npm-shipped client CLIs, cached per version and shared between test processes.
 
 Each client goes into ``~/.cache/lingma-gateway/clients/<name>-<version>/`` (``LINGMA_GATEWAY_CLIENTS_DIR``
-overrides the base) behind an ``fcntl`` lock, so parallel tests install it once. The pins follow
-``clients.md``: the versions whose requests and behaviour were captured there.
+overrides the base) behind an ``fcntl`` lock, so parallel tests install it once. The pins are the
+versions whose requests are captured under ``tests/fixtures/captures/``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The stream encoder against every point of wire.md §3.8, on raw SSE bytes, and the non-stream fold beside it."""
+"""The stream encoder against every rule of docs/dialects.md §4.3 on raw SSE bytes, and the non-stream fold."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``to_conversation`` on every Claude Code and anthropic-python capture, and on each block shape of wire.md §3.2."""
+"""``to_conversation`` on every Claude Code and anthropic-python capture and each block shape of docs/dialects.md §4.1."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""flatten_models and resolve_model (gateway-spec.md §4.1)."""
+"""flatten_models and resolve_model (docs/architecture.md §6)."""
 
 from __future__ import annotations
 

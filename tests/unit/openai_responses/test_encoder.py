@@ -1,6 +1,6 @@
-"""The Responses stream encoder and the non-stream fold, checked against wire.md §2.9 on the raw SSE bytes.
+"""The Responses stream encoder and the non-stream fold, checked on the raw SSE bytes.
 
-References: wire.md §2.3-§2.6, §2.9.
+References: docs/dialects.md §3.3-§3.5.
 """
 
 from __future__ import annotations

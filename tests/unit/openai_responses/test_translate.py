@@ -1,6 +1,6 @@
-"""Request translation: every captured Codex and SDK body, and each item and tool shape of wire.md §2.1.
+"""Request translation: every captured Codex and SDK body, and each item and tool shape of docs/dialects.md §3.1.
 
-References: wire.md §2.1, §2.9 (request parser checklist), clients.md §2 (Codex bodies).
+References: docs/dialects.md §3.1 (the request).
 """
 
 from __future__ import annotations

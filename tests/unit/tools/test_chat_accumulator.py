@@ -1,7 +1,7 @@
 """Two tool calls split at every position go through the recogniser, the Chat encoder, and openai-python's own
 stream accumulator, which must end with exactly those two calls.
 
-References: wire.md §1.4 (tool_calls delta shape) and openai-python ``ChatCompletionStreamState``.
+References: docs/dialects.md §2.4 (tool_calls delta shape) and openai-python ``ChatCompletionStreamState``.
 """
 
 from __future__ import annotations
