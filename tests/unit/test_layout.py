@@ -110,7 +110,7 @@ def test_outside_references_are_caught() -> None:
     assert not missed, f"not caught: {missed}"
     clean = {
         ("tests/conftest.py", 'Path(__file__).resolve().parent / "fixtures" / "captures"'),
-        ("tests/bench/test_bench_smoke.py", "ROOT_DIR = Path(__file__).resolve()" + ".parents[2]"),
+        ("tests/e2e/bench/test_bench_smoke.py", "ROOT_DIR = Path(__file__).resolve()" + ".parents[3]"),
         ("README.md", "[docs/lingma-protocol.md](docs/lingma-protocol.md#9-behaviours)"),
         ("sidecar/lingma/discover.py", '"~/.lingma/bin" or "/Applications/Lingma.app/Contents"'),
         ("infra/compose.split.yaml", "build: {context: .., dockerfile: infra/Dockerfile}"),
