@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar.lingma.framing import FrameParser, encode_message
@@ -37,14 +37,12 @@ def _feed_all(pieces: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-@settings(deadline=None, max_examples=200)
 @given(st.lists(_objects, max_size=8), st.lists(st.integers(min_value=0), max_size=12))
 def test_any_split_of_the_stream_gives_back_every_frame(frames: list[dict[str, Any]], cuts: list[int]) -> None:
     stream = "".join(encode_message(f) for f in frames)
     assert _feed_all(_split(stream, cuts)) == frames
 
 
-@settings(deadline=None, max_examples=200)
 @given(
     st.lists(st.tuples(_garbage, _objects), max_size=6),
     _garbage,
@@ -55,7 +53,6 @@ def test_garbage_between_frames_is_skipped(items: list[tuple[str, dict[str, Any]
     assert _feed_all(_split(stream, cuts)) == [frame for _, frame in items]
 
 
-@settings(deadline=None, max_examples=200)
 @given(st.lists(_objects, min_size=1, max_size=5), st.lists(st.integers(min_value=0), max_size=8))
 def test_bytes_messages_split_inside_a_character_still_parse(frames: list[dict[str, Any]], cuts: list[int]) -> None:
     data = "".join(encode_message(f) for f in frames).encode("utf-8")

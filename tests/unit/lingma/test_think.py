@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from sidecar.lingma.events import AnswerText, ThinkText
@@ -50,7 +50,6 @@ def _chunks(text: str, cuts: list[int]) -> list[str]:
     return [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
 
 
-@settings(deadline=None, max_examples=200)
 @given(_documents(), st.lists(st.integers(min_value=0), max_size=10))
 def test_any_chunking_separates_answer_and_reasoning(doc: tuple[str, str, str], cuts: list[int]) -> None:
     raw, answer, think = doc
@@ -63,7 +62,6 @@ def test_any_chunking_separates_answer_and_reasoning(doc: tuple[str, str, str], 
             assert "think" not in piece.text
 
 
-@settings(deadline=None, max_examples=200)
 @given(_documents())
 def test_one_character_at_a_time(doc: tuple[str, str, str]) -> None:
     raw, answer, think = doc
