@@ -1,4 +1,4 @@
-"""The handlers' client for the sidecar: a pool of Unix-socket connections.
+"""The handlers' client for the sidecar: a pool of connections over a transport (its Unix socket, or in process).
 
 A connection goes back to the pool only after the terminal frame of its call was read; on any other
 exit (an early ``break``, cancellation, an error) it is closed, and the sidecar sees EOF and cancels
@@ -49,8 +49,9 @@ from common.protocol import (
     encode,
     error_from_failed,
 )
+from common.transport import InProcessTransport, Transport, UnixTransport
 
-__all__ = ("SidecarClient", "socket_accepts")
+__all__ = ("InProcessTransport", "SidecarClient", "Transport", "UnixTransport", "socket_accepts")
 
 log = logging.getLogger("lingma_gateway.client")
 
@@ -111,8 +112,10 @@ class _Connection:
 class SidecarClient:
     """Pooled client; one call at a time per connection, so frames need no request ids."""
 
-    def __init__(self, path: str | Path, *, max_idle: int = 32, connect_timeout: float = CONNECT_TIMEOUT) -> None:
-        self.path = str(path)
+    def __init__(
+        self, target: str | Path | Transport, *, max_idle: int = 32, connect_timeout: float = CONNECT_TIMEOUT
+    ) -> None:
+        self.transport: Transport = UnixTransport(target) if isinstance(target, (str, Path)) else target
         self._idle: deque[_Connection] = deque()
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
@@ -122,7 +125,7 @@ class SidecarClient:
     async def _connect(self) -> _Connection:
         try:
             async with asyncio.timeout(self._connect_timeout):
-                reader, writer = await asyncio.open_unix_connection(self.path)
+                reader, writer = await self.transport.connect()
                 conn = _Connection(reader, writer)
                 await conn.send(Hello(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR))
                 reply = await conn.receive()

@@ -30,9 +30,16 @@ def _router(name: str) -> Router:
 
 
 def create_app(
-    settings: Settings, routes: Sequence[str] = ROUTES, *, context: GatewayContext | None = None
+    settings: Settings,
+    routes: Sequence[str] = ROUTES,
+    *,
+    context: GatewayContext | None = None,
+    client: SidecarClient | None = None,
 ) -> Litestar:
-    ctx = context or GatewayContext(settings=settings, client=SidecarClient(settings.socket_path))
+    """The app for ``routes``; its sidecar client is ``client`` (any transport), else one on the settings' socket."""
+    if context is None:
+        context = GatewayContext(settings=settings, client=client or SidecarClient(settings.socket_path))
+    ctx = context
     routers = [_router(name) for name in dict.fromkeys(routes)]
 
     @contextlib.asynccontextmanager

@@ -92,7 +92,7 @@ class SidecarServer:
             self.path.unlink()
         old_umask = os.umask(0o777 & ~self.mode)
         try:
-            self._server = await asyncio.start_unix_server(self._on_connection, path=str(self.path))
+            self._server = await asyncio.start_unix_server(self.serve_connection, path=str(self.path))
         finally:
             os.umask(old_umask)
         os.chmod(self.path, self.mode)
@@ -110,10 +110,12 @@ class SidecarServer:
         for task in set(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self._server is not None:  # only a started server made the socket file
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One handler connection, from the handshake to EOF: what the socket runs, or an in-process transport."""
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)

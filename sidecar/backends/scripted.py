@@ -50,8 +50,10 @@ class Script(msgspec.Struct):
 
 
 class ScriptedBackend:
-    def __init__(self, path: Path | None, stats: StatsBook) -> None:
-        self._script = msgspec.json.decode(path.read_bytes(), type=Script) if path else Script()
+    def __init__(self, script: Path | bytes | None, stats: StatsBook) -> None:
+        """``script`` is the JSON file, or its content."""
+        raw = script.read_bytes() if isinstance(script, Path) else script
+        self._script = msgspec.json.decode(raw, type=Script) if raw else Script()
         self._next = 0
         self._stats = stats
 
