@@ -85,10 +85,12 @@ class ScriptedBackend:
                 if isinstance(item, Sleep):
                     await asyncio.sleep(item.ms / 1000)
                     continue
-                yield item
                 if isinstance(item, (Finished, Failed)):
+                    # Counted before the yield: the server stops reading once the terminal is sent.
                     self._stats.requests["finished" if isinstance(item, Finished) else "failed"] += 1
+                    yield item
                     return
+                yield item
             self._stats.requests["finished"] += 1
             yield Finished(reason="stop", usage=Usage())
         except asyncio.CancelledError:
