@@ -8,7 +8,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +36,26 @@ def instance_ids(settings: Settings) -> list[str]:
 
 
 class Pool:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, instances: Sequence[LingmaInstance] | None = None) -> None:
+        """One instance per account from ``settings``, unless ``instances`` are given already built."""
         self.settings = settings
         self.binary = settings.lingma_bin or find_binary("") or ""
         work = settings.work_dir
-        self.instances = [
-            LingmaInstance(
-                instance_id=iid,
-                binary=self.binary,
-                work_dir=work / iid,
-                first_port=settings.lingma_socket_port + 2 * n,
-                startup_timeout=settings.lingma_startup_timeout,
-                rpc_timeout=settings.lingma_rpc_timeout,
-            )
-            for n, iid in enumerate(instance_ids(settings))
-        ]
+        self.instances = (
+            list(instances)
+            if instances is not None
+            else [
+                LingmaInstance(
+                    instance_id=iid,
+                    binary=self.binary,
+                    work_dir=work / iid,
+                    first_port=settings.lingma_socket_port + 2 * n,
+                    startup_timeout=settings.lingma_startup_timeout,
+                    rpc_timeout=settings.lingma_rpc_timeout,
+                )
+                for n, iid in enumerate(instance_ids(settings))
+            ]
+        )
         self._by_id = {inst.id: inst for inst in self.instances}
         self._keepers: list[asyncio.Task[None]] = []
         self._models: dict[str, tuple[float, list[ModelInfo]]] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
@@ -43,12 +44,15 @@ AGENT_MODELS = frozenset({"lingma-agent", "agent"})
 
 
 class LingmaBackend:
-    def __init__(self, settings: Settings, stats: StatsBook) -> None:
+    def __init__(
+        self, settings: Settings, stats: StatsBook, *, pool: Pool | None = None, cache_path: Path | None = None
+    ) -> None:
+        """The pool and cache follow ``settings`` unless a built ``pool`` or another cache file is given."""
         self.settings = settings
         self.book = stats
-        self.pool = Pool(settings)
+        self.pool = pool or Pool(settings)
         self.cache = SessionCache(
-            settings.data_dir / "session-cache.sqlite3",
+            cache_path or settings.data_dir / "session-cache.sqlite3",
             ttl=settings.session_cache_ttl_sec,
             max_entries=settings.session_cache_max_entries,
             counters=stats.session_cache,
