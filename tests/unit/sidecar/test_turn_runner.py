@@ -23,9 +23,11 @@ from sidecar.lingma.events import AnswerText, AskAccepted, AskFinished, SessionA
 from sidecar.pool import Pool
 from sidecar.prompt import FORCED_CALL_NUDGE, render
 from sidecar.service import LingmaBackend
+from sidecar.session_cache import SessionState
 from sidecar.session_key import conversation_key
 from sidecar.stats import StatsBook
 from sidecar.tokens import count_tokens
+from sidecar.turn import RunningTurn
 from tests.support.fake_lingma import FakeInstance, answer
 
 BASH = ToolSpec(name="Bash", parameters='{"type": "object", "properties": {"command": {"type": "string"}}}')
@@ -297,3 +299,27 @@ async def test_agent_model_names_ask_in_agent_mode(backend: tuple[LingmaBackend,
     assert [(a.mode, a.model_key) for a in inst.asks] == [("agent", "qwen3-coder"), ("chat", "qwen3-coder")]
     assert [m.key for m in await service.models()] == ["qwen3-coder", "lingma-agent"]
     assert service.readiness() == (True, 1)
+
+
+def test_cached_tokens_count_only_while_the_claimed_session_is_used() -> None:
+    conversation = conv(user("hello"), assistant("Hi there."), user("and now?"))
+    prompt = render(conversation, tools=[], choice=ToolChoice())
+    claim = SessionState(key="k", session_id="sess-1", instance="inst-0", messages=prompt.history)
+    turn = RunningTurn(
+        conv=conversation,
+        prompt=prompt,
+        tools=[],
+        choice=ToolChoice(),
+        full_tokens=100,
+        reply_tokens=4,
+        claim=claim,
+        question=prompt.reply,
+        session_id="sess-1",
+        is_reply=True,
+    )
+    assert turn.reused and turn.cached_tokens == 96 and not turn.forced
+    turn.stale_retried = True
+    turn.go_fresh()
+    assert (turn.session_id, turn.is_reply, turn.question) == (None, False, prompt.full)
+    assert not turn.reused and turn.cached_tokens == 0
+    assert RunningTurn(**{**turn.__dict__, "choice": ToolChoice(mode="required")}).forced
