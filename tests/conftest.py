@@ -21,11 +21,12 @@ from hypothesis import HealthCheck, settings
 
 from common.client import socket_accepts
 
-# Properties run 100 examples by default (the unit layer stays fast); HYPOTHESIS_PROFILE=thorough searches harder.
+# A property runs 50 examples locally (the unit layer stays fast), 100 in CI (derandomized, so a failure repeats),
+# and 1000 with HYPOTHESIS_PROFILE=thorough.
 settings.register_profile(
     "ci", deadline=None, max_examples=100, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.register_profile("dev", deadline=None, max_examples=100)
+settings.register_profile("dev", deadline=None, max_examples=50)
 settings.register_profile("thorough", deadline=None, max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
