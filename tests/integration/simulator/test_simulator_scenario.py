@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -75,8 +76,15 @@ async def test_crash_mid_stream_and_no_replay_after_restart(sims: SimFactory) ->
     _, reply, start = await client.ask("boom")
     assert reply["success"] is True
     assert await sim.wait_exit() == 137
-    texts = [m["params"]["text"] for m in client.received[start:] if m.get("method") == "chat/answer"]
-    assert "before the crash " in "".join(texts)
+
+    def answered() -> str:
+        return "".join(m["params"]["text"] for m in client.received[start:] if m.get("method") == "chat/answer")
+
+    # The process may be gone before the client has read what it sent last: poll for the text, with a deadline.
+    deadline = asyncio.get_running_loop().time() + 5
+    while "before the crash " not in answered() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    assert "before the crash " in answered()
     assert not [m for m in client.received if m.get("method") == "chat/finish"]
     assert "".join(line["params"]["text"] for line in out_lines(sim.journal, "chat/answer")) == "before the crash "
 
