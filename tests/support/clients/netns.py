@@ -72,7 +72,7 @@ def run_in_netns(spec: dict[str, Any], root: Path, *, timeout: float) -> dict[st
     spec = {**spec, "result": str(root / "result.json")}
     (root / "spec.json").write_text(json.dumps(spec))
     subprocess.run(
-        ["unshare", "-n", sys.executable, "-m", "tests.clients.netns", str(root / "spec.json")],
+        ["unshare", "-n", sys.executable, "-m", "tests.support.clients.netns", str(root / "spec.json")],
         cwd=REPO_ROOT,
         timeout=timeout,
         check=False,
