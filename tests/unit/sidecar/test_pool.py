@@ -163,13 +163,16 @@ async def test_cool_down_is_capped_and_no_capacity_says_when_to_come_back() -> N
     a = FakeInstance("a")
     p = pool(a, gateway_cooldown_max_sec=20)
     p.cool_down(a, 3600, "rate limited")
-    p.cool_down(a, None, "again, no hint")
     try:
         with pytest.raises(NoCapacityError) as caught:
             p.choose(None, None)
         assert "a: cooling_down" in caught.value.message
         assert caught.value.retry_after_s == pytest.approx(20, abs=1.5)
         assert p.snapshot()[0]["cooldown_until"] <= time.time() + 20.5
+        p.cool_down(a, 2, "a short hint")
+        assert p.snapshot()[0]["cooldown_until"] <= time.time() + 2.5
+        p.cool_down(a, None, "no hint: the cap")
+        assert p.snapshot()[0]["cooldown_until"] == pytest.approx(time.time() + 20, abs=1.5)
     finally:
         await p.stop()
 
