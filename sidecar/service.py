@@ -146,7 +146,7 @@ class LingmaBackend:
                 turn.claim = None
                 turn.go_fresh()
             key, mode = await self._resolve(inst, conv.model)
-            async with self.pool.slot(inst, self.settings.gateway_queue_timeout_sec):
+            async with self.pool.slot(inst):
                 yield Started(
                     model=key,
                     input_tokens=turn.full_tokens,
