@@ -10,6 +10,7 @@ from litestar import Request
 from litestar.datastructures import State
 
 from common.errors import BadRequestError, TooLargeError
+from handlers.errors import ClientGoneError
 
 __all__ = ("read_json",)
 
@@ -22,12 +23,18 @@ async def _read_limited(request: Request[object, object, State], limit: int) -> 
         raise TooLargeError(f"the request body exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGoneError("the client disconnected before its request body arrived")
+        body = message.get("body")
+        chunk = body if isinstance(body, bytes) else b""
         size += len(chunk)
         if size > limit:
             raise TooLargeError(f"the request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
@@ -72,6 +79,8 @@ async def read_json(request: Request[object, object, State], kind: type[T], limi
         raise BadRequestError("the request body is empty; send a JSON object")
     try:
         value: T = msgspec.json.decode(body, type=kind)
+    except RecursionError:
+        raise BadRequestError("the request body nests JSON too deeply") from None
     except msgspec.ValidationError as exc:
         raise BadRequestError(f"invalid request: {exc}") from None
     except msgspec.DecodeError:

@@ -7,10 +7,12 @@ into events. A claim goes back to the cache unless Lingma accepted a turn in its
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -28,7 +30,7 @@ from common.settings import Settings
 from sidecar.lingma.instance import LingmaInstance
 from sidecar.lingma.models import resolve_model
 from sidecar.pool import Pool
-from sidecar.prompt import render
+from sidecar.prompt import RenderedPrompt, render
 from sidecar.session_cache import SessionCache, SessionState
 from sidecar.session_key import conversation_key
 from sidecar.stats import StatsBook
@@ -40,6 +42,10 @@ __all__ = ("LingmaBackend",)
 log = logging.getLogger("lingma_gateway.service")
 
 AGENT_MODELS = frozenset({"lingma-agent", "agent"})
+CPU_WORKERS = 2
+"""Threads for work proportional to a request's size (rendering, token counting); tiktoken releases the GIL."""
+
+T = TypeVar("T")
 
 
 class LingmaBackend:
@@ -54,6 +60,11 @@ class LingmaBackend:
             counters=stats.session_cache,
         )
         self.runner = TurnRunner(self.pool, self.cache, stats)
+        self._cpu = ThreadPoolExecutor(max_workers=CPU_WORKERS, thread_name_prefix="sidecar-cpu")
+
+    async def _off_loop(self, work: Callable[[], T]) -> T:
+        """Run size-proportional work on a worker thread, so accepts, handshakes and streams never wait for it."""
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, work)
 
     async def start(self) -> None:
         await self.cache.open()
@@ -62,6 +73,7 @@ class LingmaBackend:
     async def stop(self) -> None:
         await self.pool.stop()
         await self.cache.close()
+        self._cpu.shutdown(wait=False, cancel_futures=True)
 
     # -- the conversation ---------------------------------------------------------------------------
 
@@ -89,7 +101,7 @@ class LingmaBackend:
     async def count_tokens(self, conversation: Conversation) -> int:
         conv = await self._expand(conversation)
         tools, choice = self._tools(conv)
-        return count_tokens(render(conv, tools=tools, choice=choice).full)
+        return await self._off_loop(lambda: count_tokens(render(conv, tools=tools, choice=choice).full))
 
     # -- models ---------------------------------------------------------------------------------------
 
@@ -122,17 +134,18 @@ class LingmaBackend:
     async def complete(self, op: Complete) -> AsyncIterator[Event]:
         conv = await self._expand(op.conversation)
         tools, choice = self._tools(conv)
-        prompt = render(conv, tools=tools, choice=choice)
+        prepared = await self._off_loop(lambda: _prepare(conv, tools, choice, self.settings.session_reuse_enabled))
+        prompt, key_of_history, full_tokens, reply_tokens = prepared
         claim: SessionState | None = None
-        if self.settings.session_reuse_enabled and prompt.history and prompt.reply:
-            claim = await self.cache.claim(conversation_key(conv.api_key_fingerprint, tools, prompt.history))
+        if key_of_history is not None:
+            claim = await self.cache.claim(key_of_history)
         turn = RunningTurn(
             conv=conv,
             prompt=prompt,
             tools=tools,
             choice=choice,
-            full_tokens=count_tokens(prompt.full),
-            reply_tokens=count_tokens(prompt.reply) if claim else 0,
+            full_tokens=full_tokens,
+            reply_tokens=reply_tokens if claim else 0,
             claim=claim,
             question=prompt.reply if claim else prompt.full,
             session_id=claim.session_id if claim else None,
@@ -172,6 +185,18 @@ class LingmaBackend:
 
     def stats(self) -> dict[str, Any]:
         return {"pool": {"instances": self.pool.snapshot()}}
+
+
+def _prepare(
+    conv: Conversation, tools: list[ToolSpec], choice: ToolChoice, reuse: bool
+) -> tuple[RenderedPrompt, str | None, int, int]:
+    """The prompt, the cache key of its history (when reuse may apply) and its token counts: all size-bound work."""
+    prompt = render(conv, tools=tools, choice=choice)
+    key = None
+    if reuse and prompt.history and prompt.reply:
+        key = conversation_key(conv.api_key_fingerprint, tools, prompt.history)
+    reply_tokens = count_tokens(prompt.reply) if key is not None else 0
+    return prompt, key, count_tokens(prompt.full), reply_tokens
 
 
 def _affinity(conv: Conversation) -> str | None:
