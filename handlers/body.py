@@ -11,6 +11,7 @@ from litestar.datastructures import State
 
 from common.errors import BadRequestError, TooLargeError
 from handlers.errors import ClientGoneError
+from handlers.policy import check_content_type
 
 __all__ = ("read_json",)
 
@@ -74,6 +75,7 @@ async def read_body(request: Request[object, object, State], limit: int) -> byte
 
 
 async def read_json(request: Request[object, object, State], kind: type[T], limit: int) -> T:
+    check_content_type(request.headers.get("content-type"))
     body = await read_body(request, limit)
     if not body.strip():
         raise BadRequestError("the request body is empty; send a JSON object")
