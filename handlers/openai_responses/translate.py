@@ -183,7 +183,7 @@ def _tool_spec(raw: msgspec.Raw, index: int) -> ToolSpec | None:
         description = description or tool.function.description
         parameters = parameters if parameters is not None else tool.function.parameters
     if not name:
-        raise BadRequestError(f"{where}: a function tool needs a name", param=where)
+        raise BadRequestError(f"{where} has an empty name: every tool needs one", param="tools")
     return ToolSpec(
         name=name,
         description=description or "",
