@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from common.conversation import Conversation, ToolChoice, ToolSpec
+from common.conversation import Conversation, TextPart, ToolChoice, ToolSpec
 from common.errors import (
     PreviousResponseNotFoundError,
 )
@@ -34,7 +34,7 @@ from sidecar.prompt import RenderedPrompt, render
 from sidecar.session_cache import SessionCache, SessionState
 from sidecar.session_key import conversation_key
 from sidecar.stats import StatsBook
-from sidecar.tokens import count_tokens
+from sidecar.tokens import count_tokens, tokenizer_name
 from sidecar.turn import RunningTurn, TurnRunner
 
 __all__ = ("LingmaBackend",)
@@ -44,6 +44,8 @@ log = logging.getLogger("lingma_gateway.service")
 AGENT_MODELS = frozenset({"lingma-agent", "agent"})
 CPU_WORKERS = 2
 """Threads for work proportional to a request's size (rendering, token counting); tiktoken releases the GIL."""
+INLINE_CHARS = 32 * 1024
+"""Below this much text the work takes a few milliseconds: done at once, so it never queues behind a huge one."""
 
 T = TypeVar("T")
 
@@ -62,13 +64,18 @@ class LingmaBackend:
         self.runner = TurnRunner(self.pool, self.cache, stats)
         self._cpu = ThreadPoolExecutor(max_workers=CPU_WORKERS, thread_name_prefix="sidecar-cpu")
 
-    async def _off_loop(self, work: Callable[[], T]) -> T:
+    async def _off_loop(self, conv: Conversation, work: Callable[[], T]) -> T:
         """Run size-proportional work on a worker thread, so accepts, handshakes and streams never wait for it."""
+        if _chars(conv) < INLINE_CHARS:
+            return work()
         return await asyncio.get_running_loop().run_in_executor(self._cpu, work)
 
     async def start(self) -> None:
         await self.cache.open()
+        # Load the tokenizer now (about half a second), on a worker: never inside the first request's turn.
+        loading = asyncio.get_running_loop().run_in_executor(self._cpu, tokenizer_name)
         await self.pool.start()
+        await loading
 
     async def stop(self) -> None:
         await self.pool.stop()
@@ -101,7 +108,7 @@ class LingmaBackend:
     async def count_tokens(self, conversation: Conversation) -> int:
         conv = await self._expand(conversation)
         tools, choice = self._tools(conv)
-        return await self._off_loop(lambda: count_tokens(render(conv, tools=tools, choice=choice).full))
+        return await self._off_loop(conv, lambda: count_tokens(render(conv, tools=tools, choice=choice).full))
 
     # -- models ---------------------------------------------------------------------------------------
 
@@ -134,7 +141,8 @@ class LingmaBackend:
     async def complete(self, op: Complete) -> AsyncIterator[Event]:
         conv = await self._expand(op.conversation)
         tools, choice = self._tools(conv)
-        prepared = await self._off_loop(lambda: _prepare(conv, tools, choice, self.settings.session_reuse_enabled))
+        reuse = self.settings.session_reuse_enabled
+        prepared = await self._off_loop(conv, lambda: _prepare(conv, tools, choice, reuse))
         prompt, key_of_history, full_tokens, reply_tokens = prepared
         claim: SessionState | None = None
         if key_of_history is not None:
@@ -185,6 +193,15 @@ class LingmaBackend:
 
     def stats(self) -> dict[str, Any]:
         return {"pool": {"instances": self.pool.snapshot()}}
+
+
+def _chars(conv: Conversation) -> int:
+    """Roughly how much text a conversation holds, counted without touching the text itself."""
+    total = sum(len(t.name) + len(t.description) + len(t.parameters) for t in conv.tools)
+    for message in conv.messages:
+        total += sum(len(p.text) for p in message.content if isinstance(p, TextPart))
+        total += sum(len(c.arguments) for c in message.tool_calls)
+    return total
 
 
 def _prepare(
