@@ -140,6 +140,8 @@ async def flood(
     """Probe idle, then flood for ``duration`` seconds while probing; every flooding connection ends by then."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    for _ in range(5):  # warm-up: the first connections of a fresh process are slower
+        await _probe(host, port, probe_timeout)
     idle: list[float] = []
     for _ in range(idle_probes):
         ms = await _probe(host, port, probe_timeout)

@@ -163,7 +163,7 @@ class Pool:
 
     @contextlib.asynccontextmanager
     async def slot(self, inst: LingmaInstance) -> AsyncIterator[None]:
-        """Reserve one of the instance's turn slots (docs/architecture.md §4.3) within what is left of the queue wait."""
+        """Reserve an instance turn slot (docs/architecture.md §4.3) within what is left of the queue wait."""
         queue_timeout = self.settings.gateway_queue_timeout_sec
         async with self._released:
             try:

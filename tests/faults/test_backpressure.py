@@ -12,9 +12,7 @@ import httpx
 import pytest
 
 from common.settings import load_settings
-from tests.gateway import Gateway
-
-pytestmark = pytest.mark.e2e
+from tests.support.gateway import Gateway
 
 SLOW = {"turns": [{"match": "slow", "reply": [{"text": "working "}, {"delay_ms": 4000}, {"text": "done"}]}]}
 

@@ -13,9 +13,7 @@ import pytest
 
 from bench.flood import flood
 from tests.conftest import wait_for
-from tests.faults.edge_gateway import API_KEY, EdgeGateway, read_all, status_of
-
-pytestmark = pytest.mark.e2e
+from tests.support.edge_gateway import API_KEY, EdgeGateway, read_all, status_of
 
 HEAD_TIMEOUT = 1.5
 BODY_TIMEOUT = 1.5

@@ -19,9 +19,7 @@ from common.client import SidecarClient
 from common.conversation import Conversation, Message, TextPart, ToolCallRecord, ToolSpec
 from common.errors import BadRequestError
 from common.protocol import Complete
-from tests.faults.edge_gateway import API_KEY, EdgeGateway
-
-pytestmark = pytest.mark.e2e
+from tests.support.edge_gateway import API_KEY, EdgeGateway
 
 Body = dict[str, Any]
 

@@ -9,14 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from sidecar.simulator.journal import Journal
 from tests.conftest import wait_for
-from tests.faults.edge_gateway import API_KEY, EdgeGateway
-from tests.gateway import Gateway
-
-pytestmark = pytest.mark.e2e
+from tests.support.edge_gateway import API_KEY, EdgeGateway
+from tests.support.gateway import Gateway
 
 SECRET = "sk-logs-secret-4d21c0"
 MARKER = "PURPLE-ELEPHANT-42"
