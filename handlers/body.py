@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import time
 import zlib
 from typing import TypeVar
 
@@ -11,9 +13,12 @@ from litestar.datastructures import State
 
 from common.errors import BadRequestError, TooLargeError
 from handlers.errors import ClientGoneError
+from handlers.http_guard import ARRIVED_AT
 from handlers.policy import check_content_type
 
-__all__ = ("read_json",)
+__all__ = ("arrival_time", "read_json")
+
+_ARRIVED_AT: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_arrived_at", default=None)
 
 T = TypeVar("T")
 
@@ -62,7 +67,15 @@ def _unzstd(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
+def arrival_time() -> float:
+    """The Unix time this request arrived (its head was complete): where its queue wait starts."""
+    arrived = _ARRIVED_AT.get()
+    return time.time() if arrived is None else arrived
+
+
 async def read_body(request: Request[object, object, State], limit: int) -> bytes:
+    arrived = request.scope.get("state", {}).get(ARRIVED_AT)
+    _ARRIVED_AT.set(arrived if isinstance(arrived, float) else time.time())
     raw = await _read_limited(request, limit)
     encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
     if encoding in ("identity", ""):

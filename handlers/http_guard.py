@@ -22,7 +22,10 @@ from typing import Any, ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ("HttpLimits", "guarded_protocol")
+__all__ = ("ARRIVED_AT", "HttpLimits", "guarded_protocol")
+
+ARRIVED_AT = "lingma_gateway.arrived_at"
+"""Key in the request scope's ``state``: the Unix time its head was complete (queue waits count from it)."""
 
 log = logging.getLogger("lingma_gateway.http")
 
@@ -165,6 +168,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_bytes = 0
         self._disarm()
+        self.scope["state"][ARRIVED_AT] = time.time()
         if self.parser.should_upgrade() is False and _expects_body(self.headers):
             self._arm(self.limits.body_timeout, "body")
         super().on_headers_complete()

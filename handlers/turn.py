@@ -19,6 +19,7 @@ from common.client import SidecarClient
 from common.conversation import Conversation
 from common.errors import InternalError, UpstreamUnavailableError
 from common.protocol import Complete, Event, Failed, Finished, Started, error_from_failed, failed_from_error
+from handlers.body import arrival_time
 from handlers.context import GatewayContext
 from handlers.errors import ClientGoneError
 from handlers.sse import SSE_HEADERS
@@ -127,7 +128,7 @@ async def open_turn(
     receive: Receive | None = None,
 ) -> OpenTurn:
     """Start a turn and wait for its commit point; raise its error if it fails before that."""
-    turn = OpenTurn(client, Complete(conversation=conversation, request_id=request_id))
+    turn = OpenTurn(client, Complete(conversation=conversation, request_id=request_id, arrived_at=arrival_time()))
     try:
         return await _unless_gone(receive, _until_commit(turn, commit_after))
     except BaseException:
@@ -162,7 +163,8 @@ async def collect_turn(
 
 async def _collect(client: SidecarClient, conversation: Conversation, request_id: str) -> list[Event]:
     out: list[Event] = []
-    async with client.stream(Complete(conversation=conversation, request_id=request_id)) as events:
+    op = Complete(conversation=conversation, request_id=request_id, arrived_at=arrival_time())
+    async with client.stream(op) as events:
         async for event in events:
             if isinstance(event, Failed):
                 raise error_from_failed(event)

@@ -48,12 +48,14 @@ class Admission:
         self._slots = asyncio.Semaphore(limit)
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, waited: float = 0.0) -> AsyncIterator[None]:
         """Hold one in-flight slot; wait up to the queue timeout, else ``RateLimitedError``.
 
-        The deadline set here also bounds the wait for an instance slot inside (``remaining_wait``).
+        ``waited`` is what the request already spent in the gateway since it arrived, so the deadline counts
+        from its arrival. The deadline also bounds the wait for an instance slot inside (``remaining_wait``).
         """
-        deadline = asyncio.get_running_loop().time() + self.queue_timeout
+        budget = self.queue_timeout - min(max(waited, 0.0), self.queue_timeout)
+        deadline = asyncio.get_running_loop().time() + budget
         token = _DEADLINE.set(deadline)
         self.queued += 1
         try:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import stat
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
@@ -235,7 +236,9 @@ class SidecarServer:
         REQUEST_ID.set(op.request_id or "-")  # this task's own context: the handler's id in every log line
         terminal_sent = False
         try:
-            async with self.admission.slot(), contextlib.aclosing(_guarded(self.backend.complete(op))) as events:
+            waited = time.time() - op.arrived_at if op.arrived_at else 0.0
+            admitted = self.admission.slot(waited=waited)
+            async with admitted, contextlib.aclosing(_guarded(self.backend.complete(op))) as events:
                 async for event in events:
                     await _send(writer, event)
                     if isinstance(event, Failed):
