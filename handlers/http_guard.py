@@ -183,13 +183,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _reject(self, rejection: _Reject) -> None:
         """Answer a request the app never sees (or stops seeing) and close the connection."""
         self._disarm()
-        cycle = self.cycle
-        started = cycle is not None and not cycle.response_complete and cycle.response_started
+        # In a head, the request has no cycle yet (self.cycle is the previous request's, already answered).
+        cycle = None if self._in_head else self.cycle
+        answered = cycle is not None and cycle.response_started
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app's receive() sees a disconnect, its send() goes nowhere
             cycle.message_event.set()
         _THROTTLE.log(rejection.status, _peer(self.client), rejection.message)
-        if not started and not self.transport.is_closing():
+        if not answered and not self.transport.is_closing():
             body = (rejection.message + "\n").encode()
             head = (
                 b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
