@@ -112,7 +112,7 @@ def check_conversation(conv: Conversation, *, skipped: Iterable[str] = ()) -> Co
             _check_depth(call.arguments, "messages")
         usable = usable or _usable(message)
     kinds = sorted(set(skipped))
-    if kinds and not usable:
+    if kinds and not usable and not conv.previous_response_id:
         raise no_usable_content(kinds)
     return conv
 
