@@ -71,10 +71,9 @@ async def test_sixty_streams_on_one_instance_get_their_429_within_the_queue_time
     assert statuses.count(200) == 32, statuses  # one instance serves the whole global limit
     assert len(refused) == 28, statuses
     assert all(retry is not None and int(retry) >= 1 for _, retry in refused), refused
-    print("429 times:", sorted(round(e, 2) for e, _ in refused))
-    slowest = max(elapsed for elapsed, _ in refused)
-    assert slowest < 2.5, f"a 429 took {slowest:.2f}s"
-    assert min(elapsed for elapsed, _ in refused) > 1.8  # it did wait for a slot first
+    times = sorted(round(elapsed, 2) for elapsed, _ in refused)
+    assert times[-1] < 2.5, f"a 429 took too long: {times}"
+    assert times[0] > 1.8, times  # it did wait for a slot first
 
 
 def _big_count_body(megabytes: int) -> dict[str, Any]:
@@ -112,7 +111,6 @@ async def test_token_counting_of_huge_bodies_does_not_stall_ordinary_requests(ga
     assert all(r.json()["input_tokens"] > 1_000_000 for r in answers)
     assert overlapped, "the counting ended before the ordinary requests: the test proved nothing"
     assert [status for status, _ in results] == [200] * 10, results
-    print("ordinary request latencies:", sorted(round(took, 2) for _, took in results))
     assert max(took for _, took in results) < 3.0, results
 
 
