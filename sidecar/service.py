@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 import msgspec
 
-from common.conversation import Conversation, TextPart, ToolChoice, ToolSpec
+from common.conversation import Conversation, ToolChoice, ToolSpec
 from common.errors import (
     PreviousResponseNotFoundError,
 )
@@ -29,6 +28,7 @@ from common.protocol import (
 from common.settings import Settings
 from sidecar.lingma.instance import LingmaInstance
 from sidecar.lingma.models import resolve_model
+from sidecar.offload import Offload
 from sidecar.pool import Pool
 from sidecar.prompt import RenderedPrompt, render
 from sidecar.session_cache import SessionCache, SessionState
@@ -42,12 +42,6 @@ __all__ = ("LingmaBackend",)
 log = logging.getLogger("lingma_gateway.service")
 
 AGENT_MODELS = frozenset({"lingma-agent", "agent"})
-CPU_WORKERS = 2
-"""Threads for work proportional to a request's size (rendering, token counting); tiktoken releases the GIL."""
-INLINE_CHARS = 32 * 1024
-"""Below this much text the work takes a few milliseconds: done at once, so it never queues behind a huge one."""
-
-T = TypeVar("T")
 
 
 class LingmaBackend:
@@ -61,26 +55,20 @@ class LingmaBackend:
             max_entries=settings.session_cache_max_entries,
             counters=stats.session_cache,
         )
-        self.runner = TurnRunner(self.pool, self.cache, stats)
-        self._cpu = ThreadPoolExecutor(max_workers=CPU_WORKERS, thread_name_prefix="sidecar-cpu")
-
-    async def _off_loop(self, conv: Conversation, work: Callable[[], T]) -> T:
-        """Run size-proportional work on a worker thread, so accepts, handshakes and streams never wait for it."""
-        if _chars(conv) < INLINE_CHARS:
-            return work()
-        return await asyncio.get_running_loop().run_in_executor(self._cpu, work)
+        self.offload = Offload()
+        self.runner = TurnRunner(self.pool, self.cache, stats, self.offload)
 
     async def start(self) -> None:
         await self.cache.open()
         # Load the tokenizer now (about half a second), on a worker: never inside the first request's turn.
-        loading = asyncio.get_running_loop().run_in_executor(self._cpu, tokenizer_name)
+        loading = asyncio.ensure_future(self.offload.always(tokenizer_name))
         await self.pool.start()
         await loading
 
     async def stop(self) -> None:
         await self.pool.stop()
         await self.cache.close()
-        self._cpu.shutdown(wait=False, cancel_futures=True)
+        self.offload.shutdown()
 
     # -- the conversation ---------------------------------------------------------------------------
 
@@ -108,7 +96,7 @@ class LingmaBackend:
     async def count_tokens(self, conversation: Conversation) -> int:
         conv = await self._expand(conversation)
         tools, choice = self._tools(conv)
-        return await self._off_loop(conv, lambda: count_tokens(render(conv, tools=tools, choice=choice).full))
+        return await self.offload.run(conv, lambda: count_tokens(render(conv, tools=tools, choice=choice).full))
 
     # -- models ---------------------------------------------------------------------------------------
 
@@ -142,7 +130,7 @@ class LingmaBackend:
         conv = await self._expand(op.conversation)
         tools, choice = self._tools(conv)
         reuse = self.settings.session_reuse_enabled
-        prepared = await self._off_loop(conv, lambda: _prepare(conv, tools, choice, reuse))
+        prepared = await self.offload.run(conv, lambda: _prepare(conv, tools, choice, reuse))
         prompt, key_of_history, full_tokens, reply_tokens = prepared
         claim: SessionState | None = None
         if key_of_history is not None:
@@ -193,15 +181,6 @@ class LingmaBackend:
 
     def stats(self) -> dict[str, Any]:
         return {"pool": {"instances": self.pool.snapshot()}}
-
-
-def _chars(conv: Conversation) -> int:
-    """Roughly how much text a conversation holds, counted without touching the text itself."""
-    total = sum(len(t.name) + len(t.description) + len(t.parameters) for t in conv.tools)
-    for message in conv.messages:
-        total += sum(len(p.text) for p in message.content if isinstance(p, TextPart))
-        total += sum(len(c.arguments) for c in message.tool_calls)
-    return total
 
 
 def _prepare(
