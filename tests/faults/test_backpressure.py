@@ -33,7 +33,7 @@ def test_the_per_instance_default_is_the_global_limit() -> None:
     assert load_settings({"GATEWAY_MAX_IN_FLIGHT": "10", "GATEWAY_INSTANCE_MAX_IN_FLIGHT": "4"}).instance_limit == 4
 
 
-async def _stream(port: int, n: int, go: asyncio.Event) -> tuple[int, float, str | None]:
+async def _stream(port: int, n: int, connected: asyncio.Queue[int], go: asyncio.Event) -> tuple[int, float, str | None]:
     """One streamed turn over a bare connection (an SDK's own overhead would blur the timing at 60 at once).
 
     The clock starts when the request has been written, and stops at the response head.
@@ -44,6 +44,7 @@ async def _stream(port: int, n: int, go: asyncio.Event) -> tuple[int, float, str
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    connected.put_nowait(n)
     await go.wait()
     writer.write(head.encode() + body.encode())
     await writer.drain()
@@ -60,9 +61,10 @@ async def _stream(port: int, n: int, go: asyncio.Event) -> tuple[int, float, str
 
 @pytest.mark.parametrize("gateway", [{"scenario": SLOW, "env": {"GATEWAY_QUEUE_TIMEOUT_SEC": "2"}}], indirect=True)
 async def test_sixty_streams_on_one_instance_get_their_429_within_the_queue_timeout(gateway: Gateway) -> None:
-    go = asyncio.Event()
-    tasks = [asyncio.ensure_future(_stream(gateway.port, n, go)) for n in range(60)]
-    await asyncio.sleep(0.3)  # every connection is open before the first request goes out
+    go, connected = asyncio.Event(), asyncio.Queue[int]()
+    tasks = [asyncio.ensure_future(_stream(gateway.port, n, connected, go)) for n in range(60)]
+    for _ in range(60):  # every connection is open before the first request goes out
+        await asyncio.wait_for(connected.get(), 10)
     go.set()
     results = await asyncio.gather(*tasks)
     statuses = sorted(status for status, _, _ in results)

@@ -136,9 +136,12 @@ def test_open_connections_are_bounded(tmp_path: Path) -> None:
     gw = EdgeGateway(tmp_path / "bound", {"GATEWAY_MAX_CONNECTIONS": "4", "GATEWAY_HEADER_TIMEOUT_SEC": "30"}).start()
     try:
         held = [gw.connect() for _ in range(4)]
-        time.sleep(0.2)  # the server has accepted them (nothing to poll: they are silent on purpose)
-        response, _ = read_all(_send(gw, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-        assert status_of(response) == 503
+
+        def refused() -> bool:
+            response, _ = read_all(_send(gw, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+            return status_of(response) == 503
+
+        wait_for(refused, 10, what="a 503 once four connections are open")
         for sock in held:
             sock.close()
         wait_for(lambda: httpx.get(gw.url + "/healthz", timeout=2).status_code == 200, 10, what="room again")
