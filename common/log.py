@@ -1,4 +1,8 @@
-"""Logging set-up shared by both sides: plain or JSON lines, with the request id carried along."""
+"""Logging set-up shared by both sides: plain or JSON lines, with the request id carried along.
+
+Every line names the process that wrote it (``serve``, ``handler`` or ``sidecar``, and its pid), because a
+bundled gateway writes the lines of two processes to one stream.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import contextvars
 import json
 import logging
 import sys
-import time
 
 __all__ = ("REQUEST_ID", "setup_logging")
 
@@ -23,10 +26,16 @@ class _RequestIdFilter(logging.Filter):
 
 
 class _JsonFormatter(logging.Formatter):
+    def __init__(self, component: str) -> None:
+        super().__init__()
+        self.component = component
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, object] = {
-            "ts": round(time.time(), 3),
+            "ts": round(record.created, 3),
             "level": record.levelname,
+            "proc": self.component,
+            "pid": record.process,
             "logger": record.name,
             "msg": record.getMessage(),
         }
@@ -40,11 +49,15 @@ def setup_logging(level: str, *, json_lines: bool, component: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestIdFilter())
     if json_lines:
-        handler.setFormatter(_JsonFormatter())
+        handler.setFormatter(_JsonFormatter(component))
     else:
         handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s {component} [%(request_id)s] %(name)s: %(message)s")
+            logging.Formatter(
+                f"%(asctime)s %(levelname)s {component}[%(process)d] [%(request_id)s] %(name)s: %(message)s"
+            )
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # uvicorn's own start-up chatter is INFO on "uvicorn.error"; the gateway says what it listens on itself.
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))

@@ -65,6 +65,9 @@ class Hello(_Op, tag="hello"):
 class Complete(_Op, tag="complete"):
     conversation: Conversation
     request_id: str = ""
+    arrived_at: float = 0.0
+    """Unix time the request arrived at the handler (0: unknown); the queue wait counts from it. Handler and
+    sidecar share a host (the socket is a Unix socket), so they share a clock."""
 
 
 class CountTokens(_Op, tag="count_tokens"):

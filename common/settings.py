@@ -78,15 +78,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_socket_mode: int = 0o600
     gateway_heartbeat_sec: float = 3.0
     gateway_max_body_bytes: int = 16 * 1024 * 1024
-    gateway_instance_max_in_flight: int = 8
+    gateway_instance_max_in_flight: int = 0
+    """0: the same as ``gateway_max_in_flight`` (see ``instance_limit``)."""
     gateway_cooldown_max_sec: float = 300.0
     lingma_sim_scenario: str = ""
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8787
     gateway_allow_open: bool = False
+    gateway_max_connections: int = 1024
+    gateway_keepalive_timeout_sec: float = 5.0
+    gateway_header_timeout_sec: float = 10.0
+    gateway_body_timeout_sec: float = 60.0
+    gateway_max_request_line: int = 8192
+    gateway_max_header_bytes: int = 32768
+    gateway_max_headers: int = 100
 
     def __repr__(self) -> str:
         return f"Settings(data_dir={self.data_dir!r}, socket={self.socket_path!r})"
+
+    @property
+    def instance_limit(self) -> int:
+        """Turns at once per instance: unset means the global limit, so one instance is never cut below it."""
+        return self.gateway_instance_max_in_flight or self.gateway_max_in_flight
 
     @property
     def data_dir(self) -> Path:
@@ -230,14 +243,24 @@ _SPEC: tuple[tuple[str, str, _Parser, str], ...] = (
     ("AUTO_LOGIN_MAX_RETRY", "auto_login_max_retry", _int, "browser login attempts"),
     ("DEDICATED_DOMAIN_URL", "dedicated_domain_url", str, "enterprise endpoint set before login"),
     ("GATEWAY_MAX_IN_FLIGHT", "gateway_max_in_flight", _positive_int, "turns served at once across the pool"),
-    ("GATEWAY_INSTANCE_MAX_IN_FLIGHT", "gateway_instance_max_in_flight", _positive_int, "turns at once per instance"),
+    (
+        "GATEWAY_INSTANCE_MAX_IN_FLIGHT",
+        "gateway_instance_max_in_flight",
+        _positive_int,
+        "turns at once per instance (default: GATEWAY_MAX_IN_FLIGHT)",
+    ),
     (
         "GATEWAY_COOLDOWN_MAX_SEC",
         "gateway_cooldown_max_sec",
         _positive_float,
         "longest cool-down after quota or rate limits",
     ),
-    ("GATEWAY_QUEUE_TIMEOUT_SEC", "gateway_queue_timeout_sec", _positive_float, "seconds a request waits for a slot"),
+    (
+        "GATEWAY_QUEUE_TIMEOUT_SEC",
+        "gateway_queue_timeout_sec",
+        _positive_float,
+        "seconds a request waits for a turn slot, global and per-instance together",
+    ),
     ("SESSION_REUSE_ENABLED", "session_reuse_enabled", _bool, "continue upstream sessions on follow-up turns"),
     ("SESSION_CACHE_MAX_ENTRIES", "session_cache_max_entries", _positive_int, "session cache size"),
     ("SESSION_CACHE_TTL_SEC", "session_cache_ttl_sec", _positive_float, "session cache entry lifetime"),
@@ -254,6 +277,28 @@ _SPEC: tuple[tuple[str, str, _Parser, str], ...] = (
     ("GATEWAY_HOST", "gateway_host", str, "HTTP bind address (--host)"),
     ("GATEWAY_PORT", "gateway_port", _port, "HTTP port (--port)"),
     ("GATEWAY_ALLOW_OPEN", "gateway_allow_open", _bool, "allow a non-loopback bind without API keys (--allow-open)"),
+    ("GATEWAY_MAX_CONNECTIONS", "gateway_max_connections", _positive_int, "open HTTP connections before 503"),
+    (
+        "GATEWAY_KEEPALIVE_TIMEOUT_SEC",
+        "gateway_keepalive_timeout_sec",
+        _positive_float,
+        "idle seconds before a kept-alive HTTP connection is closed",
+    ),
+    (
+        "GATEWAY_HEADER_TIMEOUT_SEC",
+        "gateway_header_timeout_sec",
+        _positive_float,
+        "seconds for a request line and headers to arrive (408)",
+    ),
+    (
+        "GATEWAY_BODY_TIMEOUT_SEC",
+        "gateway_body_timeout_sec",
+        _positive_float,
+        "seconds for a request body to arrive (408)",
+    ),
+    ("GATEWAY_MAX_REQUEST_LINE", "gateway_max_request_line", _positive_int, "request line limit in bytes (414)"),
+    ("GATEWAY_MAX_HEADER_BYTES", "gateway_max_header_bytes", _positive_int, "request head limit in bytes (431)"),
+    ("GATEWAY_MAX_HEADERS", "gateway_max_headers", _positive_int, "header fields per request (431)"),
 )
 
 SETTINGS_HELP: tuple[tuple[str, str], ...] = tuple((env, text) for env, _f, _p, text in _SPEC)

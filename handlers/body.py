@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import time
 import zlib
 from typing import TypeVar
 
@@ -10,8 +12,13 @@ from litestar import Request
 from litestar.datastructures import State
 
 from common.errors import BadRequestError, TooLargeError
+from handlers.errors import ClientGoneError
+from handlers.http_guard import ARRIVED_AT
+from handlers.policy import check_content_type
 
-__all__ = ("read_json",)
+__all__ = ("arrival_time", "read_json")
+
+_ARRIVED_AT: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_arrived_at", default=None)
 
 T = TypeVar("T")
 
@@ -22,12 +29,18 @@ async def _read_limited(request: Request[object, object, State], limit: int) -> 
         raise TooLargeError(f"the request body exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGoneError("the client disconnected before its request body arrived")
+        body = message.get("body")
+        chunk = body if isinstance(body, bytes) else b""
         size += len(chunk)
         if size > limit:
             raise TooLargeError(f"the request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
@@ -54,7 +67,15 @@ def _unzstd(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
+def arrival_time() -> float:
+    """The Unix time this request arrived (its head was complete): where its queue wait starts."""
+    arrived = _ARRIVED_AT.get()
+    return time.time() if arrived is None else arrived
+
+
 async def read_body(request: Request[object, object, State], limit: int) -> bytes:
+    arrived = request.scope.get("state", {}).get(ARRIVED_AT)
+    _ARRIVED_AT.set(arrived if isinstance(arrived, float) else time.time())
     raw = await _read_limited(request, limit)
     encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
     if encoding in ("identity", ""):
@@ -67,11 +88,14 @@ async def read_body(request: Request[object, object, State], limit: int) -> byte
 
 
 async def read_json(request: Request[object, object, State], kind: type[T], limit: int) -> T:
+    check_content_type(request.headers.get("content-type"))
     body = await read_body(request, limit)
     if not body.strip():
         raise BadRequestError("the request body is empty; send a JSON object")
     try:
         value: T = msgspec.json.decode(body, type=kind)
+    except RecursionError:
+        raise BadRequestError("the request body nests JSON too deeply") from None
     except msgspec.ValidationError as exc:
         raise BadRequestError(f"invalid request: {exc}") from None
     except msgspec.DecodeError:

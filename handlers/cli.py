@@ -28,6 +28,7 @@ from common.log import setup_logging
 from common.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
 from handlers.app import ROUTES, create_app
 from handlers.context import GatewayContext
+from handlers.http_guard import HttpLimits, guarded_protocol
 from handlers.turn import DRAIN_GRACE
 
 __all__ = ("main",)
@@ -125,6 +126,16 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def http_limits(settings: Settings) -> HttpLimits:
+    return HttpLimits(
+        max_request_line=settings.gateway_max_request_line,
+        max_header_bytes=settings.gateway_max_header_bytes,
+        max_headers=settings.gateway_max_headers,
+        header_timeout=settings.gateway_header_timeout_sec,
+        body_timeout=settings.gateway_body_timeout_sec,
+    )
+
+
 def _serve_http(settings: Settings, routes: tuple[str, ...]) -> None:
     ctx = GatewayContext(settings=settings, client=SidecarClient(settings.socket_path))
     app = create_app(settings, routes, context=ctx)
@@ -132,11 +143,15 @@ def _serve_http(settings: Settings, routes: tuple[str, ...]) -> None:
         app,
         host=settings.gateway_host,
         port=settings.gateway_port,
+        http=guarded_protocol(http_limits(settings)),
+        limit_concurrency=settings.gateway_max_connections,
+        timeout_keep_alive=settings.gateway_keepalive_timeout_sec,  # type: ignore[arg-type]  # a float works
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(DRAIN_GRACE) + 5,
         lifespan="on",
     )
+    log.info("listening on http://%s:%s (routes: %s)", settings.gateway_host, settings.gateway_port, ", ".join(routes))
     _Server(config, ctx).run()
 
 

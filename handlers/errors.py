@@ -15,6 +15,7 @@ from common.errors import BadRequestError, GatewayError, InternalError, NotFound
 from common.log import REQUEST_ID
 
 __all__ = (
+    "ClientGoneError",
     "anthropic_error_body",
     "anthropic_exception_handlers",
     "anthropic_status",
@@ -26,6 +27,19 @@ __all__ = (
 )
 
 log = logging.getLogger("lingma_gateway.handlers")
+
+CLIENT_GONE_STATUS = 499
+"""What the access log and metrics say for a caller that hung up (nginx's convention); nobody receives it."""
+
+
+class ClientGoneError(GatewayError):
+    """The caller hung up (mid-body, or before the answer was ready): not a failure of the gateway."""
+
+    code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, upstream_status=CLIENT_GONE_STATUS)
+
 
 # code: (status, type, code)
 _OPENAI: dict[str, tuple[int, str, str | None]] = {
@@ -103,6 +117,8 @@ def to_gateway_error(exc: Exception) -> GatewayError:
     """Map framework and decoding errors onto the vocabulary; anything unknown is ``internal``."""
     if isinstance(exc, GatewayError):
         return exc
+    if isinstance(exc, RecursionError):
+        return BadRequestError("the request nests JSON too deeply")
     if isinstance(exc, (msgspec.DecodeError, msgspec.ValidationError)):
         return BadRequestError(f"invalid request body: {exc}")
     if isinstance(exc, HTTPException):
@@ -125,11 +141,20 @@ def _status_override(err: GatewayError, default: int) -> int:
     return default
 
 
+def note_refusal(status: int, err: GatewayError) -> None:
+    """A line for each answer an operator acts on: backpressure, a lost sidecar, timeouts, failures."""
+    if status == 429 or status >= 500:
+        level = logging.ERROR if err.code in ("internal", "protocol") else logging.WARNING
+        log.log(level, "answered %s (%s): %s", status, err.code, err.message)
+
+
 def _openai_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     err = to_gateway_error(exc)
+    status = _status_override(err, openai_status(err))
+    note_refusal(status, err)
     return Response(
         content=openai_error_body(err),
-        status_code=_status_override(err, openai_status(err)),
+        status_code=status,
         headers=_retry_headers(err),
         media_type="application/json",
     )
@@ -138,9 +163,11 @@ def _openai_handler(request: Request[Any, Any, Any], exc: Exception) -> Response
 def _anthropic_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     err = to_gateway_error(exc)
     request_id = REQUEST_ID.get()
+    status = _status_override(err, anthropic_status(err))
+    note_refusal(status, err)
     return Response(
         content=anthropic_error_body(err, request_id),
-        status_code=_status_override(err, anthropic_status(err)),
+        status_code=status,
         headers=_retry_headers(err),
         media_type="application/json",
     )

@@ -1,11 +1,14 @@
-"""Request ids and HTTP metrics for every route, as one ASGI middleware.
+"""Request ids, HTTP metrics and the access log for every route, as one ASGI middleware.
 
 The request id is taken from ``x-request-id`` (when it looks sane) or minted, set for the logs, passed to
-the sidecar, and returned on every response.
+the sidecar, and returned on every response. The access log has one line per request, in uvicorn's familiar
+shape plus the duration and the instance (with ``LOG_JSON``, the same as fields); never a query string, a
+header or a body, so never a key.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -23,6 +26,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+access_log = logging.getLogger("lingma_gateway.access")
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ROUTES = (
@@ -100,12 +105,14 @@ class RequestIdMiddleware:
         started = time.perf_counter()
         status = 500
         first = True
+        instance = ""
 
         async def wrapped(message: Message) -> None:
-            nonlocal status, first
+            nonlocal status, first, instance
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
+                instance = next((v.decode("latin-1") for k, v in headers if k.lower() == b"x-lingma-instance"), "")
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             elif message["type"] == "http.response.body" and first and message.get("body"):
@@ -116,6 +123,36 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, wrapped)
         finally:
+            elapsed = time.perf_counter() - started
             self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(route).observe(elapsed)
+            _access(scope, route, status, elapsed, instance)
             REQUEST_ID.reset(token)
+
+
+def _access(scope: Scope, route: str, status: int, elapsed: float, instance: str) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    client = scope.get("client")
+    peer = f"{client[0]}:{client[1]}" if client else "-"
+    method = scope.get("method", "-")
+    path = str(scope.get("path", ""))[:256]
+    access_log.info(
+        '%s - "%s %s HTTP/%s" %d %.1fms instance=%s',
+        peer,
+        method,
+        path,
+        scope.get("http_version", "1.1"),
+        status,
+        elapsed * 1000,
+        instance or "-",
+        extra={
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 1),
+            "instance": instance,
+            "client": peer,
+        },
+    )

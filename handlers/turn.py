@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -16,9 +17,11 @@ from litestar.response import Stream
 
 from common.client import SidecarClient
 from common.conversation import Conversation
-from common.errors import GatewayError, InternalError, UpstreamUnavailableError
+from common.errors import InternalError, UpstreamUnavailableError
 from common.protocol import Complete, Event, Failed, Finished, Started, error_from_failed, failed_from_error
+from handlers.body import arrival_time
 from handlers.context import GatewayContext
+from handlers.errors import ClientGoneError
 from handlers.sse import SSE_HEADERS
 
 __all__ = (
@@ -32,17 +35,13 @@ __all__ = (
     "stream_body",
 )
 
+log = logging.getLogger("lingma_gateway.handlers")
+
 DRAIN_GRACE = 10.0
 _END = object()
 
 Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 T = TypeVar("T")
-
-
-class ClientGoneError(GatewayError):
-    """The caller hung up before the answer was ready; the turn was cancelled upstream."""
-
-    code = "bad_request"
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -129,7 +128,7 @@ async def open_turn(
     receive: Receive | None = None,
 ) -> OpenTurn:
     """Start a turn and wait for its commit point; raise its error if it fails before that."""
-    turn = OpenTurn(client, Complete(conversation=conversation, request_id=request_id))
+    turn = OpenTurn(client, Complete(conversation=conversation, request_id=request_id, arrived_at=arrival_time()))
     try:
         return await _unless_gone(receive, _until_commit(turn, commit_after))
     except BaseException:
@@ -164,7 +163,8 @@ async def collect_turn(
 
 async def _collect(client: SidecarClient, conversation: Conversation, request_id: str) -> list[Event]:
     out: list[Event] = []
-    async with client.stream(Complete(conversation=conversation, request_id=request_id)) as events:
+    op = Complete(conversation=conversation, request_id=request_id, arrived_at=arrival_time())
+    async with client.stream(op) as events:
         async for event in events:
             if isinstance(event, Failed):
                 raise error_from_failed(event)
@@ -213,6 +213,8 @@ async def stream_body(
                 yield encoder.heartbeat()
                 continue
             yield encoder.feed(event)
+            if isinstance(event, Failed):
+                log.warning("stream ended with its error event (%s): %s", event.code, event.message)
             if isinstance(event, (Finished, Failed)):
                 return
     finally:

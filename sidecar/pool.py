@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from common.errors import GatewayError, NoCapacityError, RateLimitedError
+from common.errors import GatewayError, NoCapacityError
 from common.protocol import ModelInfo
 from common.settings import Settings
+from sidecar.admission import queue_full, remaining_wait
 from sidecar.lingma.discover import find_binary
 from sidecar.lingma.instance import LingmaInstance
 from sidecar.lingma.models import flatten_models
@@ -64,7 +65,7 @@ class Pool:
         self._cooldown: dict[str, float] = {}
         self._recovering: dict[str, asyncio.Task[None]] = {}
         """Instance id -> the unix time its cool-down ends."""
-        self.limit = settings.gateway_instance_max_in_flight
+        self.limit = settings.instance_limit
 
     async def start(self) -> None:
         if not self.binary:
@@ -166,16 +167,15 @@ class Pool:
         return min(ready, key=lambda i: (self._busy[i.id], i.served_total))
 
     @contextlib.asynccontextmanager
-    async def slot(self, inst: LingmaInstance, timeout: float) -> AsyncIterator[None]:
-        """Reserve one of the instance's turn slots (docs/architecture.md §4.3) for a whole turn."""
+    async def slot(self, inst: LingmaInstance) -> AsyncIterator[None]:
+        """Reserve an instance turn slot (docs/architecture.md §4.3) within what is left of the queue wait."""
+        queue_timeout = self.settings.gateway_queue_timeout_sec
         async with self._released:
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(remaining_wait(queue_timeout)):
                     await self._released.wait_for(lambda: self._busy[inst.id] < self.limit)
             except TimeoutError:
-                raise RateLimitedError(
-                    f"instance {inst.id} is at its limit of {self.limit} turns; try again in 1s", retry_after_s=1
-                ) from None
+                raise queue_full(f"instance {inst.id}", self.limit, queue_timeout) from None
             self._busy[inst.id] += 1
         try:
             yield

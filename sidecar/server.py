@@ -12,13 +12,14 @@ import json
 import logging
 import os
 import stat
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import msgspec
 
 from common.client import socket_accepts
-from common.errors import GatewayError, InternalError, UpstreamUnavailableError
+from common.errors import BadRequestError, GatewayError, InternalError, UpstreamUnavailableError
 from common.frames import FrameError, pack_frame, read_frame
 from common.log import REQUEST_ID
 from common.protocol import (
@@ -167,6 +168,9 @@ class SidecarServer:
                 message = f"this sidecar (protocol {PROTOCOL_MAJOR}.{PROTOCOL_MINOR}) cannot serve that request: {exc}"
                 await _send(writer, Failed(code="bad_request", message=message))
                 continue
+            except RecursionError:
+                await _send(writer, Failed(code="bad_request", message="the request nests too deeply"))
+                continue
             if isinstance(op, Complete):
                 gone, carried = await self._stream(op, reader, writer)
                 if gone:
@@ -193,6 +197,8 @@ class SidecarServer:
                     return Failed(code="bad_request", message=f"unexpected operation {type(op).__name__}")
         except GatewayError as exc:
             return failed_from_error(exc)
+        except RecursionError:
+            return Failed(code="bad_request", message="the request nests too deeply")
         except Exception:
             log.exception("unary operation failed")
             return failed_from_error(InternalError("the sidecar failed to answer; see its log"))
@@ -232,9 +238,13 @@ class SidecarServer:
         REQUEST_ID.set(op.request_id or "-")  # this task's own context: the handler's id in every log line
         terminal_sent = False
         try:
-            async with self.admission.slot(), contextlib.aclosing(_guarded(self.backend.complete(op))) as events:
+            waited = time.time() - op.arrived_at if op.arrived_at else 0.0
+            admitted = self.admission.slot(waited=waited)
+            async with admitted, contextlib.aclosing(_guarded(self.backend.complete(op))) as events:
                 async for event in events:
                     await _send(writer, event)
+                    if isinstance(event, Failed):
+                        _note_failure(event.code, event.message)
                     if isinstance(event, (Finished, Failed)):
                         terminal_sent = True
                         break
@@ -246,6 +256,7 @@ class SidecarServer:
             raise
         except GatewayError as exc:
             self.stats.requests[f"failed_{exc.code}"] += 1
+            _note_failure(exc.code, exc.message)
             if not terminal_sent:
                 await _send(writer, failed_from_error(exc))
             return
@@ -266,6 +277,20 @@ class SidecarServer:
         return snap
 
 
+_QUIET = frozenset({"bad_request", "context_length_exceeded", "not_found"})
+"""The caller's own mistakes: its answer says why, the operator has nothing to do."""
+
+
+def _note_failure(code: str, message: str) -> None:
+    """A turn that ends in an error leaves a line (with the request id) for the operator."""
+    if code in _QUIET:
+        log.info("turn refused (%s): %s", code, message)
+    elif code == "internal":
+        log.error("turn failed (%s): %s", code, message)
+    else:
+        log.warning("turn failed (%s): %s", code, message)
+
+
 async def _guarded(events: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
     """Turn any non-gateway exception from a backend into ``internal`` and always close the generator."""
     try:
@@ -273,6 +298,8 @@ async def _guarded(events: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
             yield event
     except (GatewayError, asyncio.CancelledError):
         raise
+    except RecursionError:
+        raise BadRequestError("the request nests too deeply") from None
     except Exception:
         log.exception("a turn failed unexpectedly")
         raise InternalError("the turn failed inside the sidecar; see its log") from None

@@ -7,6 +7,7 @@ into events. A claim goes back to the cache unless Lingma accepted a turn in its
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -28,12 +29,13 @@ from common.protocol import (
 from common.settings import Settings
 from sidecar.lingma.instance import LingmaInstance
 from sidecar.lingma.models import resolve_model
+from sidecar.offload import Offload
 from sidecar.pool import Pool
-from sidecar.prompt import render
+from sidecar.prompt import RenderedPrompt, render
 from sidecar.session_cache import SessionCache, SessionState
 from sidecar.session_key import conversation_key
 from sidecar.stats import StatsBook
-from sidecar.tokens import count_tokens
+from sidecar.tokens import count_tokens, tokenizer_name
 from sidecar.turn import RunningTurn, TurnRunner
 
 __all__ = ("LingmaBackend",)
@@ -57,15 +59,20 @@ class LingmaBackend:
             max_entries=settings.session_cache_max_entries,
             counters=stats.session_cache,
         )
-        self.runner = TurnRunner(self.pool, self.cache, stats)
+        self.offload = Offload()
+        self.runner = TurnRunner(self.pool, self.cache, stats, self.offload)
 
     async def start(self) -> None:
         await self.cache.open()
+        # Load the tokenizer now (about half a second), on a worker: never inside the first request's turn.
+        loading = asyncio.ensure_future(self.offload.always(tokenizer_name))
         await self.pool.start()
+        await loading
 
     async def stop(self) -> None:
         await self.pool.stop()
         await self.cache.close()
+        self.offload.shutdown()
 
     # -- the conversation ---------------------------------------------------------------------------
 
@@ -93,7 +100,7 @@ class LingmaBackend:
     async def count_tokens(self, conversation: Conversation) -> int:
         conv = await self._expand(conversation)
         tools, choice = self._tools(conv)
-        return count_tokens(render(conv, tools=tools, choice=choice).full)
+        return await self.offload.run(conv, lambda: count_tokens(render(conv, tools=tools, choice=choice).full))
 
     # -- models ---------------------------------------------------------------------------------------
 
@@ -126,17 +133,19 @@ class LingmaBackend:
     async def complete(self, op: Complete) -> AsyncIterator[Event]:
         conv = await self._expand(op.conversation)
         tools, choice = self._tools(conv)
-        prompt = render(conv, tools=tools, choice=choice)
+        reuse = self.settings.session_reuse_enabled
+        prepared = await self.offload.run(conv, lambda: _prepare(conv, tools, choice, reuse))
+        prompt, key_of_history, full_tokens, reply_tokens = prepared
         claim: SessionState | None = None
-        if self.settings.session_reuse_enabled and prompt.history and prompt.reply:
-            claim = await self.cache.claim(conversation_key(conv.api_key_fingerprint, tools, prompt.history))
+        if key_of_history is not None:
+            claim = await self.cache.claim(key_of_history)
         turn = RunningTurn(
             conv=conv,
             prompt=prompt,
             tools=tools,
             choice=choice,
-            full_tokens=count_tokens(prompt.full),
-            reply_tokens=count_tokens(prompt.reply) if claim else 0,
+            full_tokens=full_tokens,
+            reply_tokens=reply_tokens if claim else 0,
             claim=claim,
             question=prompt.reply if claim else prompt.full,
             session_id=claim.session_id if claim else None,
@@ -150,7 +159,7 @@ class LingmaBackend:
                 turn.claim = None
                 turn.go_fresh()
             key, mode = await self._resolve(inst, conv.model)
-            async with self.pool.slot(inst, self.settings.gateway_queue_timeout_sec):
+            async with self.pool.slot(inst):
                 yield Started(
                     model=key,
                     input_tokens=turn.full_tokens,
@@ -176,6 +185,18 @@ class LingmaBackend:
 
     def stats(self) -> dict[str, Any]:
         return {"pool": {"instances": self.pool.snapshot()}}
+
+
+def _prepare(
+    conv: Conversation, tools: list[ToolSpec], choice: ToolChoice, reuse: bool
+) -> tuple[RenderedPrompt, str | None, int, int]:
+    """The prompt, the cache key of its history (when reuse may apply) and its token counts: all size-bound work."""
+    prompt = render(conv, tools=tools, choice=choice)
+    key = None
+    if reuse and prompt.history and prompt.reply:
+        key = conversation_key(conv.api_key_fingerprint, tools, prompt.history)
+    reply_tokens = count_tokens(prompt.reply) if key is not None else 0
+    return prompt, key, count_tokens(prompt.full), reply_tokens
 
 
 def _affinity(conv: Conversation) -> str | None:

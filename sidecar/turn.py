@@ -18,6 +18,7 @@ from common.protocol import Event, Finished, ReasoningDelta, TextDelta, ToolCall
 from sidecar.lingma.errors import StaleSessionError
 from sidecar.lingma.events import AnswerText, AskAccepted, AskFinished, SessionAssigned, ThinkText, ToolInvoked
 from sidecar.lingma.instance import LingmaInstance
+from sidecar.offload import Offload
 from sidecar.pool import Pool
 from sidecar.prompt import FORCED_CALL_NUDGE, RenderedPrompt
 from sidecar.session_cache import SessionCache, SessionState
@@ -86,10 +87,11 @@ class RunningTurn:
 class TurnRunner:
     """Runs turns on instances of one pool, counting into one stats book and storing into one cache."""
 
-    def __init__(self, pool: Pool, cache: SessionCache, book: StatsBook) -> None:
+    def __init__(self, pool: Pool, cache: SessionCache, book: StatsBook, offload: Offload) -> None:
         self.pool = pool
         self.cache = cache
         self.book = book
+        self.offload = offload
 
     async def run(
         self, turn: RunningTurn, inst: LingmaInstance, key: str, mode: Literal["chat", "agent"]
@@ -225,8 +227,9 @@ class TurnRunner:
             return
         conv = turn.conv
         messages = merge_assistant_runs([*conv.messages, reply_message(text, attempt.calls)])
+        key = await self.offload.run(conv, lambda: conversation_key(conv.api_key_fingerprint, turn.tools, messages))
         state = SessionState(
-            key=conversation_key(conv.api_key_fingerprint, turn.tools, messages),
+            key=key,
             session_id=attempt.session_id,
             instance=inst.id,
             messages=messages,

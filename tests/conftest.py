@@ -1,6 +1,6 @@
 """Shared fixtures: short socket paths, free ports, and real sidecar subprocesses polled until ready.
 
-Every test lives under one layer directory (``unit``, ``integration``, ``e2e``) and gets that layer's marker
+Every test lives under one layer directory (``unit``, ``integration``, ``e2e``, ``faults``) and gets that layer's marker
 here, so a layer runs alone by path (``pytest tests/unit``) or by marker (``pytest -m unit``).
 """
 
@@ -31,7 +31,7 @@ settings.register_profile("thorough", deadline=None, max_examples=1000, suppress
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
-LAYERS = ("unit", "integration", "e2e")
+LAYERS = ("unit", "integration", "e2e", "faults")
 TESTS_DIR = Path(__file__).resolve().parent
 
 

@@ -150,3 +150,5 @@ class MessagesRequest(CountTokensRequest, kw_only=True):
     max_tokens: TokenLimit
     stream: bool = False
     stop_sequences: list[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None

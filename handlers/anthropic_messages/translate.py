@@ -23,12 +23,14 @@ from handlers.anthropic_messages.schema import (
     DocumentBlock,
     ImageBlock,
     MessagesRequest,
+    OtherBlock,
     TextBlock,
     ToolChoiceParam,
     ToolResultBlock,
     ToolUseBlock,
     decode_block,
 )
+from handlers.policy import check_conversation, check_sampling, no_usable_content, resolve_tool_choice
 from handlers.sse import sse_event
 
 __all__ = (
@@ -138,7 +140,7 @@ def _system_texts(content: str | list[msgspec.Raw] | None) -> list[str]:
     return [t for t in texts if t.strip() and not t.startswith(_BILLING_HEADER)]
 
 
-def _messages(req: CountTokensRequest) -> list[Message]:
+def _messages(req: CountTokensRequest, skipped: list[str]) -> list[Message]:
     """One leading system message (the ``system`` field, then inline ``role:"system"`` entries), then the turns."""
     system = _system_texts(req.system)
     names: dict[str, str] = {}
@@ -146,13 +148,15 @@ def _messages(req: CountTokensRequest) -> list[Message]:
     for msg in req.messages:
         if msg.role == "system":
             system.extend(_system_texts(msg.content))
-        elif msg.role == "user":
-            turns.extend(_user(_blocks(msg.content), names))
-        elif msg.role == "assistant":
-            turns.extend(_assistant(_blocks(msg.content), names))
-        else:
+            continue
+        if msg.role not in ("user", "assistant"):
             raise BadRequestError(f"unknown message role {msg.role!r}: use user or assistant", param="messages")
+        blocks = _blocks(msg.content)
+        skipped.extend(b.type for b in blocks if isinstance(b, OtherBlock))
+        turns.extend(_user(blocks, names) if msg.role == "user" else _assistant(blocks, names))
     if not turns:
+        if skipped:
+            raise no_usable_content(skipped)
         raise BadRequestError("messages must contain at least one user or assistant message", param="messages")
     head = [Message(role="system", content=[TextPart("\n\n".join(system))])] if system else []
     return head + turns
@@ -173,18 +177,16 @@ def _tools(req: CountTokensRequest) -> list[ToolSpec]:
 
 
 def _tool_choice(raw: ToolChoiceParam | None, tools: list[ToolSpec]) -> ToolChoice:
-    if not tools:
-        return ToolChoice(mode="none")
     if raw is None:
-        return ToolChoice()
+        return resolve_tool_choice(ToolChoice(), tools)
     mode = _CHOICES.get(raw.type)
     if mode is None:
         raise BadRequestError(
             f"unknown tool_choice type {raw.type!r}: use auto, any, tool or none", param="tool_choice"
         )
     if mode != "named":
-        return ToolChoice(mode=mode)  # type: ignore[arg-type]
-    return ToolChoice(mode="named", name=raw.name).require_offered(tools)
+        return resolve_tool_choice(ToolChoice(mode=mode), tools)  # type: ignore[arg-type]
+    return resolve_tool_choice(ToolChoice(mode="named", name=raw.name), tools)
 
 
 def to_conversation(
@@ -199,10 +201,13 @@ def to_conversation(
     """
     if not req.model:
         raise BadRequestError("model must not be empty", param="model")
+    if isinstance(req, MessagesRequest):
+        check_sampling(req.temperature, req.top_p, temperature_max=1.0)
     tools = _tools(req)
-    return Conversation(
+    skipped: list[str] = []
+    conversation = Conversation(
         model=req.model,
-        messages=_messages(req),
+        messages=_messages(req, skipped),
         tools=tools,
         tool_choice=_tool_choice(req.tool_choice, tools),
         max_tokens=req.max_tokens if isinstance(req, MessagesRequest) else None,
@@ -210,6 +215,7 @@ def to_conversation(
         affinity=affinity or (req.metadata.user_id if req.metadata else None),
         api_key_fingerprint=key_fingerprint,
     )
+    return check_conversation(conversation, skipped=skipped)
 
 
 # -- events -> stream / message --------------------------------------------------------------------------------

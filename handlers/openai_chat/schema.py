@@ -14,6 +14,7 @@ __all__ = (
     "ChatTool",
     "ContentPart",
     "NamedToolChoice",
+    "decode_part",
 )
 
 
@@ -47,6 +48,24 @@ class FilePart(_Part, tag="file"):
 
 
 ContentPart = TextContentPart | ImageUrlPart | RefusalPart | InputAudioPart | FilePart
+KNOWN_PART_TYPES = frozenset({"text", "image_url", "refusal", "input_audio", "file"})
+
+
+class _Tag(msgspec.Struct):
+    type: str = ""
+
+
+_tag_decoder = msgspec.json.Decoder(_Tag)
+_part_decoder = msgspec.json.Decoder(ContentPart)
+
+
+def decode_part(raw: msgspec.Raw) -> ContentPart | str:
+    """Type one content part; a part of an unknown type comes back as its type name, to be skipped."""
+    tag = _tag_decoder.decode(raw).type
+    if tag not in KNOWN_PART_TYPES:
+        return tag
+    part: ContentPart = _part_decoder.decode(raw)
+    return part
 
 
 class FunctionCall(msgspec.Struct):
@@ -62,7 +81,7 @@ class ChatToolCall(msgspec.Struct):
 
 class ChatMessage(msgspec.Struct):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[ContentPart] | None = None
+    content: str | list[msgspec.Raw] | None = None
     name: str | None = None
     tool_calls: list[ChatToolCall] | None = None
     tool_call_id: str | None = None
@@ -106,3 +125,5 @@ class ChatCompletionRequest(msgspec.Struct):
     user: str | None = None
     reasoning_effort: str | None = None
     n: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None

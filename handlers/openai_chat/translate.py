@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
+
 from common.conversation import Conversation, ImagePart, Message, Part, TextPart, ToolCallRecord, ToolChoice, ToolSpec
 from common.errors import BadRequestError
 from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, error_from_failed
@@ -20,7 +22,9 @@ from handlers.openai_chat.schema import (
     NamedToolChoice,
     RefusalPart,
     TextContentPart,
+    decode_part,
 )
+from handlers.policy import check_conversation, check_sampling, check_single_choice, resolve_tool_choice
 from handlers.sse import fragments, sse_comment, sse_data
 
 __all__ = ("ChatChunkEncoder", "to_completion", "to_conversation")
@@ -29,14 +33,20 @@ CALL_PREFIX = "call_"
 DONE = b"data: [DONE]\n\n"
 
 
-def _parts(content: str | list[Any] | None) -> list[Part]:
+def _parts(content: str | list[msgspec.Raw] | None, skipped: list[str]) -> list[Part]:
     if content is None:
         return []
     if isinstance(content, str):
         return [TextPart(content)]
     out: list[Part] = []
-    for part in content:
-        if isinstance(part, TextContentPart):
+    for raw in content:
+        try:
+            part = decode_part(raw)
+        except msgspec.ValidationError as exc:
+            raise BadRequestError(f"invalid content part: {exc}", param="messages") from None
+        if isinstance(part, str):
+            skipped.append(part)
+        elif isinstance(part, TextContentPart):
             out.append(TextPart(part.text))
         elif isinstance(part, RefusalPart):
             out.append(TextPart(part.refusal))
@@ -46,21 +56,21 @@ def _parts(content: str | list[Any] | None) -> list[Part]:
     return out
 
 
-def _message(msg: ChatMessage) -> Message:
+def _message(msg: ChatMessage, skipped: list[str]) -> Message:
     role = msg.role
     if role == "function":
-        return Message(role="tool", content=_parts(msg.content), name=msg.name, tool_call_id=msg.name)
+        return Message(role="tool", content=_parts(msg.content, skipped), name=msg.name, tool_call_id=msg.name)
     if role == "tool":
         if not msg.tool_call_id:
             raise BadRequestError("a tool message needs tool_call_id", param="messages")
         return Message(
-            role="tool", content=_parts(msg.content), tool_call_id=msg.tool_call_id.removeprefix(CALL_PREFIX)
+            role="tool", content=_parts(msg.content, skipped), tool_call_id=msg.tool_call_id.removeprefix(CALL_PREFIX)
         )
     calls = [
         ToolCallRecord(id=c.id.removeprefix(CALL_PREFIX), name=c.function.name, arguments=c.function.arguments or "{}")
         for c in msg.tool_calls or []
     ]
-    return Message(role=role, content=_parts(msg.content), tool_calls=calls)
+    return Message(role=role, content=_parts(msg.content, skipped), tool_calls=calls)
 
 
 def _tool_choice(raw: str | NamedToolChoice | None) -> ToolChoice:
@@ -86,6 +96,8 @@ def to_conversation(
         raise BadRequestError("messages must contain at least one message", param="messages")
     if not req.model:
         raise BadRequestError("model must not be empty", param="model")
+    check_sampling(req.temperature, req.top_p, temperature_max=2.0)
+    check_single_choice(req.n)
     tools = [
         ToolSpec(
             name=tool.function.name,
@@ -94,11 +106,12 @@ def to_conversation(
         )
         for tool in req.tools or []
     ]
-    choice = _tool_choice(req.tool_choice) if tools else ToolChoice(mode="none")
-    choice.require_offered(tools)
-    return Conversation(
+    choice = resolve_tool_choice(_tool_choice(req.tool_choice), tools)
+    skipped: list[str] = []
+    messages = [_message(m, skipped) for m in req.messages]
+    conversation = Conversation(
         model=req.model,
-        messages=[_message(m) for m in req.messages],
+        messages=messages,
         tools=tools,
         tool_choice=choice,
         max_tokens=req.max_completion_tokens or req.max_tokens,
@@ -106,6 +119,7 @@ def to_conversation(
         affinity=affinity or req.user,
         api_key_fingerprint=key_fingerprint,
     )
+    return check_conversation(conversation, skipped=skipped)
 
 
 def _usage(finished: Finished) -> dict[str, Any]:

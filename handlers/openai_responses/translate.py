@@ -33,6 +33,7 @@ from handlers.openai_responses.schema import (
     ToolChoiceObject,
     ToolHead,
 )
+from handlers.policy import check_conversation, check_sampling, no_usable_content, resolve_tool_choice
 
 __all__ = (
     "ResponsesEncoder",
@@ -118,7 +119,7 @@ class _History:
         )
 
 
-def _add_item(history: _History, raw: msgspec.Raw, index: int) -> None:
+def _add_item(history: _History, raw: msgspec.Raw, index: int, skipped: list[str]) -> None:
     where = f"input[{index}]"
     kind = _decode(raw, ItemHead, where).type
     if kind in (None, "message"):
@@ -139,17 +140,19 @@ def _add_item(history: _History, raw: msgspec.Raw, index: int) -> None:
     elif kind == "custom_tool_call_output":
         cto = _decode(raw, CustomToolCallOutputInput, where)
         history.result(cto.call_id, cto.output)
-    # Anything else (reasoning, item_reference, web_search_call, compaction, …) carries nothing Lingma can use.
+    else:
+        # Anything else (reasoning, item_reference, web_search_call, compaction, …) carries nothing Lingma can use.
+        skipped.append(kind)
 
 
-def _messages(req: ResponsesRequest) -> list[Message]:
+def _messages(req: ResponsesRequest, skipped: list[str]) -> list[Message]:
     history = _History()
     if isinstance(req.input, str):
         if req.input:
             history.messages.append(Message(role="user", content=[TextPart(req.input)]))
     else:
         for index, raw in enumerate(req.input):
-            _add_item(history, raw, index)
+            _add_item(history, raw, index, skipped)
     return history.messages
 
 
@@ -180,7 +183,7 @@ def _tool_spec(raw: msgspec.Raw, index: int) -> ToolSpec | None:
         description = description or tool.function.description
         parameters = parameters if parameters is not None else tool.function.parameters
     if not name:
-        raise BadRequestError(f"{where}: a function tool needs a name", param=where)
+        raise BadRequestError(f"{where} has an empty name: every tool needs one", param="tools")
     return ToolSpec(
         name=name,
         description=description or "",
@@ -231,15 +234,18 @@ def to_conversation(
     """
     if not req.model:
         raise BadRequestError("model must not be empty", param="model")
-    messages = _messages(req)
+    check_sampling(req.temperature, req.top_p, temperature_max=2.0)
+    skipped: list[str] = []
+    messages = _messages(req, skipped)
     if not messages:
+        if skipped:
+            raise no_usable_content(skipped)
         raise BadRequestError("input must contain at least one message or tool output", param="input")
     if req.instructions:
         messages.insert(0, Message(role="system", content=[TextPart(req.instructions)]))
     tools = _tools(req)
-    choice = _tool_choice(req.tool_choice) if tools else ToolChoice(mode="none")
-    choice.require_offered(tools)
-    return Conversation(
+    choice = resolve_tool_choice(_tool_choice(req.tool_choice), tools)
+    conversation = Conversation(
         model=req.model,
         messages=messages,
         tools=tools,
@@ -251,6 +257,7 @@ def to_conversation(
         previous_response_id=req.previous_response_id,
         response_id=response_id,
     )
+    return check_conversation(conversation, skipped=skipped)
 
 
 def response_skeleton(req: ResponsesRequest, *, response_id: str, created_at: int) -> Response:

@@ -1,4 +1,8 @@
-"""The journal: one JSON line per JSON-RPC message received or sent, so tests learn what reached "Lingma"."""
+"""The journal: one JSON line per JSON-RPC message received or sent, so tests learn what reached "Lingma".
+
+It is bounded: past ``max_bytes`` the file is moved to ``<name>.1`` (replacing the previous one) and a new one
+begins, so a long-running simulator keeps at most twice that on disk.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ("Journal",)
+__all__ = ("DEFAULT_MAX_BYTES", "Journal")
+
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 
 
 class Journal:
     """Appends and flushes each line at once: the simulator may be killed (or crash on purpose) at any moment."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._max_bytes = max_bytes
         self._file = path.open("a", encoding="utf-8")
+        self._size = self._file.tell()
+
+    def _rotate(self) -> None:
+        self._file.close()
+        try:
+            self._path.replace(self._path.with_name(self._path.name + ".1"))
+        except OSError:
+            self._path.unlink(missing_ok=True)  # e.g. /dev/null cannot be moved; nothing to keep either
+        self._file = self._path.open("a", encoding="utf-8")
+        self._size = 0
 
     def record(self, direction: str, message: dict[str, Any], method: str | None = None) -> None:
         """Log one message; ``method`` names the request a response answers."""
@@ -32,8 +50,12 @@ class Journal:
             text = json.dumps(line, ensure_ascii=False, default=str)
         except (ValueError, RecursionError):
             text = json.dumps({key: line[key] for key in ("t", "dir", "method", "id")}, default=str)
+        size = len(text.encode()) + 1
+        if self._size and self._size + size > self._max_bytes:
+            self._rotate()
         self._file.write(text + "\n")
         self._file.flush()
+        self._size += size
 
     def close(self) -> None:
         self._file.close()

@@ -23,7 +23,7 @@ from .chat import ChatService
 from .cli import VERSION, StartOptions
 from .framing import FrameError, FrameParser
 from .http_login import LoginHttp
-from .journal import Journal
+from .journal import DEFAULT_MAX_BYTES, Journal
 from .methods import Dispatcher
 from .models import MODEL_KEYS
 from .rpc import Connection
@@ -48,6 +48,11 @@ def _setup_logging(work: WorkDir) -> None:
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_bytes(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else default
 
 
 class _Simulator:
@@ -91,7 +96,10 @@ async def serve(options: StartOptions) -> int:
         work.write_user(default_user(machine_id))
     quirks = os.environ.get("LINGMA_SIM_QUIRKS", "1").strip() not in ("0", "false", "no", "off")
 
-    journal = Journal(Path(os.environ.get("LINGMA_SIM_JOURNAL") or work.root / "sim-journal.jsonl"))
+    journal = Journal(
+        Path(os.environ.get("LINGMA_SIM_JOURNAL") or work.root / "sim-journal.jsonl"),
+        max_bytes=_env_bytes("LINGMA_SIM_JOURNAL_MAX_BYTES", DEFAULT_MAX_BYTES),
+    )
     nonces = LoginNonces()
     picker = TurnPicker(scenario, digest, work.root.name, work.scenario_cursor)
     chat = ChatService(

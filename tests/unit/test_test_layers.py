@@ -9,7 +9,7 @@ from tests.conftest import LAYERS, TESTS_DIR, layer_of
 
 def test_every_test_module_lives_in_a_layer() -> None:
     stray = [str(p.relative_to(TESTS_DIR)) for p in TESTS_DIR.rglob("test_*.py") if layer_of(p) is None]
-    assert not stray, f"test modules outside tests/unit, tests/integration, tests/e2e: {stray}"
+    assert not stray, f"test modules outside tests/unit, tests/integration, tests/e2e, tests/faults: {stray}"
 
 
 def test_each_layer_has_a_registered_marker() -> None:
