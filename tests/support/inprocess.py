@@ -24,7 +24,7 @@ from sidecar.backends.scripted import ScriptedBackend
 from sidecar.server import SidecarServer
 from sidecar.stats import StatsBook
 
-__all__ = ("InProcessSidecar", "in_process_sidecar", "routes_app", "scripted_sidecar")
+__all__ = ("InProcessSidecar", "in_process_sidecar", "lingma_sidecar", "routes_app", "scripted_sidecar")
 
 UNUSED_SOCKET = Path("/nonexistent/in-process.sock")
 """A server reached in process never listens, so its socket path is never made."""
@@ -43,6 +43,7 @@ class InProcessSidecar:
         await self.client.aclose()
         await self.server.drain()
         await self.transport.aclose()
+        await self.backend.stop()
 
 
 def in_process_sidecar(
@@ -62,3 +63,15 @@ def scripted_sidecar(script: dict[str, Any] | None = None, **kwargs: Any) -> InP
 
 def routes_app(sidecar: InProcessSidecar, settings: Settings | None = None, routes: Sequence[str] = ROUTES) -> Litestar:
     return create_app(settings or Settings(), routes, client=sidecar.client)
+
+
+async def lingma_sidecar(instances: Sequence[Any], settings: Settings, **kwargs: Any) -> InProcessSidecar:
+    """The real Lingma backend (pool, turns, session cache in memory) on stand-in instances, in process."""
+    from sidecar.pool import Pool
+    from sidecar.service import LingmaBackend
+
+    stats = StatsBook()
+    backend = LingmaBackend(settings, stats, pool=Pool(settings, instances=instances), cache_path=Path(":memory:"))
+    await backend.cache.open()
+    side = in_process_sidecar(backend, stats, **kwargs)
+    return side
