@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,9 +17,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-pytestmark = pytest.mark.e2e
+from tests.conftest import TESTS_DIR
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = TESTS_DIR.parent
 DASHBOARD = ROOT / "infra" / "grafana" / "lingma-gateway.json"
 RULES = ROOT / "infra" / "prometheus" / "alerts.yaml"
 RULE_TESTS = ROOT / "infra" / "prometheus" / "alerts.test.yaml"

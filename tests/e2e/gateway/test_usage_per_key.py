@@ -14,11 +14,8 @@ from typing import Any
 import anthropic
 import httpx
 import openai
-import pytest
 
 from common.settings import key_name
-
-pytestmark = pytest.mark.e2e
 
 ALICE, BOB, BARE = "sk-usage-alice", "sk-usage-bob", "sk-usage-bare"
 ADMIN = "adm-usage"

@@ -14,9 +14,6 @@ import time
 from typing import Any
 
 import httpx
-import pytest
-
-pytestmark = pytest.mark.e2e
 
 FLOOD, OTHER = "sk-share-flood", "sk-share-other"
 ADMIN = "adm-share"

@@ -18,17 +18,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port, wait_for
-from tests.gateway import Gateway
-
-pytestmark = pytest.mark.e2e
+from tests.conftest import TESTS_DIR, free_port, wait_for
+from tests.support.gateway import Gateway
 
 ADMIN = "adm-doctor"
 
 
 def doctor(env: dict[str, str], *args: str, wrap: list[str] | None = None) -> tuple[int, dict[str, dict[str, Any]]]:
     cmd = [*(wrap or []), sys.executable, "-m", "handlers", "doctor", "--json", *args]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=TESTS_DIR.parent)
     report = json.loads(done.stdout)
     assert report["blocking"] == sum(c["verdict"] == "fail" for c in report["checks"])
     return done.returncode, {c["name"]: c for c in report["checks"]}

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from tests.clients.install import CLAUDE_CODE, CODEX
-from tests.clients.netns import client_or_skip, run_in_netns, server_logs
 from tests.conftest import free_port
-from tests.gateway import gateway_command
+from tests.support.clients.install import CLAUDE_CODE, CODEX
+from tests.support.clients.netns import client_or_skip, run_in_netns, server_logs
+from tests.support.gateway import gateway_command
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = pytest.mark.timeout(900)  # a first install of a client is slow
 
 KEY = "sk-connect-e2e"
 ADMIN = "adm-connect"
