@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"lingma-gateway: unknown route(s) {', '.join(unknown)}; choose from {', '.join(ROUTES)}")
         _serve_http(settings, routes)
         return 0
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds login sessions
     child = _start_sidecar(settings, args.simulator)
     try:
         _serve_http(settings, ROUTES)

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lingma-gateway: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, json_lines=settings.log_json, component="sidecar")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds login sessions
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency wherever it builds
