@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from common.errors import RateLimitedError
@@ -25,8 +25,8 @@ class KeyShare:
         self.in_flight_max: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
 
-    @contextlib.contextmanager
-    def slot(self, key: str) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def slot(self, key: str) -> AsyncIterator[None]:
         """Count one turn of ``key`` for as long as it runs (or waits for a global slot)."""
         if self.limit and self.in_flight[key] >= self.limit:
             self.rejected[key] += 1

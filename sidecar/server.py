@@ -248,15 +248,14 @@ class SidecarServer:
             metered = self.usage.metered(key, _guarded(self.backend.complete(op)))
             waited = time.time() - op.arrived_at if op.arrived_at else 0.0
             admitted = self.admission.slot(waited=waited)
-            with self.key_share.slot(key):
-                async with admitted, contextlib.aclosing(metered) as events:
-                    async for event in events:
-                        await _send(writer, event)
-                        if isinstance(event, Failed):
-                            _note_failure(event.code, event.message)
-                        if isinstance(event, (Finished, Failed)):
-                            terminal_sent = True
-                            break
+            async with self.key_share.slot(key), admitted, contextlib.aclosing(metered) as events:
+                async for event in events:
+                    await _send(writer, event)
+                    if isinstance(event, Failed):
+                        _note_failure(event.code, event.message)
+                    if isinstance(event, (Finished, Failed)):
+                        terminal_sent = True
+                        break
         except asyncio.CancelledError:
             self.stats.requests["cancelled_by_client"] += 1
             if self._draining and not terminal_sent:

@@ -44,29 +44,31 @@ def test_finished_turns_add_their_usage_and_failures_count_apart() -> None:
     assert doc["models"]["qwen"]["turns"] == 2 and doc["total"]["failed_turns"] == 2
 
 
-def test_a_key_at_its_cap_is_refused_and_others_are_not() -> None:
+async def test_a_key_at_its_cap_is_refused_and_others_are_not() -> None:
     share = KeyShare(2)
-    with share.slot("a"), share.slot("a"):
-        with pytest.raises(RateLimitedError) as err, share.slot("a"):
-            pass
+    async with share.slot("a"), share.slot("a"):
+        with pytest.raises(RateLimitedError) as err:
+            async with share.slot("a"):
+                pass
         assert "limit of 2 turns in flight" in err.value.message and err.value.retry_after_s == 1.0
-        with share.slot("b"):
+        async with share.slot("b"):
             assert share.snapshot()["in_flight"] == {"a": 2, "b": 1}
     assert share.snapshot()["in_flight"] == {}
     assert share.snapshot()["rejected_total"] == {"a": 1}
     assert share.snapshot()["in_flight_max"] == {"a": 2, "b": 1}
 
 
-def test_a_slot_is_given_back_when_the_turn_fails() -> None:
+async def test_a_slot_is_given_back_when_the_turn_fails() -> None:
     share = KeyShare(1)
-    with pytest.raises(ValueError), share.slot("a"):
-        raise ValueError("turn failed")
-    with share.slot("a"):
+    with pytest.raises(ValueError):
+        async with share.slot("a"):
+            raise ValueError("turn failed")
+    async with share.slot("a"):
         pass
     assert share.snapshot()["rejected_total"] == {}
 
 
-def test_no_cap_means_no_refusal() -> None:
+async def test_no_cap_means_no_refusal() -> None:
     share = KeyShare(0)
-    with share.slot("a"), share.slot("a"), share.slot("a"):
+    async with share.slot("a"), share.slot("a"), share.slot("a"):
         assert share.snapshot()["in_flight"] == {"a": 3}
