@@ -162,11 +162,11 @@ def check_ports(settings: Settings, *, sidecar_running: bool) -> Check:
         first = settings.lingma_socket_port
         busy = [p for p in (first, first + 500) if _port_taken("127.0.0.1", p)]
         if busy:
-            note = f"; Lingma's first ports {', '.join(map(str, busy))} are taken (the next free pair is used)"
+            note = f" (Lingma's first ports {', '.join(map(str, busy))} are taken; it uses the next free pair)"
     if not _port_taken(host, port):
-        return Check(name, "warn" if note else "ok", f"{host}:{port} is free for the gateway{note}", "")
+        return Check(name, "ok", f"{host}:{port} is free for the gateway{note}")
     if _answers_as_gateway(host, port):
-        return Check(name, "warn" if note else "ok", f"{host}:{port} is served by a gateway{note}", "")
+        return Check(name, "ok", f"{host}:{port} is served by a gateway{note}")
     return Check(
         name,
         "fail",
