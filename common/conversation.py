@@ -103,6 +103,8 @@ class Conversation(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True
     affinity: str | None = None
     """A hint for sticky routing: a client session id, a user id, or similar."""
     api_key_fingerprint: str = ""
+    api_key_name: str = ""
+    """The key's name for usage and the per-key cap (``Settings.key_name``): never the key itself."""
     previous_response_id: str | None = None
     response_id: str | None = None
     """The id the handler will give the answer (Responses), so a later turn can continue from it."""

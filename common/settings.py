@@ -7,8 +7,11 @@ predecessor move over unchanged.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -22,6 +25,7 @@ __all__ = (
     "SettingsError",
     "default_data_dir",
     "default_socket_path",
+    "key_name",
     "load_settings",
 )
 
@@ -45,6 +49,8 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_keys: tuple[str, ...] = ()
+    api_key_names: tuple[tuple[str, str], ...] = ()
+    """(name, key) for each key given as ``name:key`` in ``API_KEYS``."""
     admin_token: str = ""
     metrics_token: str = ""
     metrics_public: bool = False
@@ -80,6 +86,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_max_body_bytes: int = 16 * 1024 * 1024
     gateway_instance_max_in_flight: int = 0
     """0: the same as ``gateway_max_in_flight`` (see ``instance_limit``)."""
+    gateway_key_max_in_flight: int = 0
     gateway_cooldown_max_sec: float = 300.0
     lingma_sim_scenario: str = ""
     gateway_host: str = "127.0.0.1"
@@ -112,6 +119,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def work_dir(self) -> Path:
         return Path(self.lingma_work_dir) if self.lingma_work_dir else self.data_dir / "instances"
+
+    def key_name(self, key: str) -> str:
+        """The name usage and limits are kept under: the key's given name, else a short hash of it."""
+        return key_name(key, self.api_key_names)
+
+
+def key_name(key: str, names: tuple[tuple[str, str], ...] = ()) -> str:
+    """``open`` for the open gateway; never the key itself. Compared in constant time like the auth check."""
+    if not key:
+        return "open"
+    found = ""
+    given = key.encode()
+    for name, candidate in names:
+        if hmac.compare_digest(given, candidate.encode()) and not found:
+            found = name
+    return found or "key-" + hashlib.sha256(("lingma-gateway:" + key).encode()).hexdigest()[:8]
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
@@ -150,6 +173,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _int_at_least_0(raw: str) -> int:
+    value = _int(raw)
+    if value < 0:
+        raise ValueError("must be 0 (off) or more")
+    return value
+
+
 def _port(raw: str) -> int:
     value = _int(raw)
     if not 1 <= value <= 65535:
@@ -169,6 +199,27 @@ def _positive_float(raw: str) -> float:
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+_KEY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+
+
+def _api_keys(raw: str) -> tuple[tuple[str, str], ...]:
+    """``key`` or ``name:key`` entries, comma-separated; a message never quotes an entry (it may be a key)."""
+    entries: list[tuple[str, str]] = []
+    for part in _csv(raw):
+        name, sep, key = part.partition(":")
+        if sep and _KEY_NAME.fullmatch(name) and key:
+            entries.append((name, key))
+        else:
+            entries.append(("", part))
+    names = [name for name, _ in entries if name]
+    if len(set(names)) != len(names):
+        raise ValueError("two entries have the same name; each name:key needs its own name")
+    keys = [key for _, key in entries]
+    if len(set(keys)) != len(keys):
+        raise ValueError("the same key is listed twice")
+    return tuple(entries)
 
 
 def _accounts(raw: str) -> tuple[Account, ...]:
@@ -222,7 +273,12 @@ _Parser = Callable[[str], object]
 
 # (environment variable, field, parser, help text)
 _SPEC: tuple[tuple[str, str, _Parser, str], ...] = (
-    ("API_KEYS", "api_keys", _csv, "comma-separated client API keys; empty means open (loopback only)"),
+    (
+        "API_KEYS",
+        "api_keys",
+        _api_keys,
+        "comma-separated client API keys, each KEY or NAME:KEY; empty means open (loopback only)",
+    ),
     ("ADMIN_TOKEN", "admin_token", str, "token for /internal/*; empty falls back to the API keys"),
     ("METRICS_TOKEN", "metrics_token", str, "token for /metrics (the API keys also work)"),
     ("METRICS_PUBLIC", "metrics_public", _bool, "serve /metrics without a token"),
@@ -248,6 +304,12 @@ _SPEC: tuple[tuple[str, str, _Parser, str], ...] = (
         "gateway_instance_max_in_flight",
         _positive_int,
         "turns at once per instance (default: GATEWAY_MAX_IN_FLIGHT)",
+    ),
+    (
+        "GATEWAY_KEY_MAX_IN_FLIGHT",
+        "gateway_key_max_in_flight",
+        _int_at_least_0,
+        "turns at once per API key (0: no cap)",
     ),
     (
         "GATEWAY_COOLDOWN_MAX_SEC",
@@ -319,6 +381,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             problems.append(f"{name}: {exc}")
     if problems:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+    entries = values.pop("api_keys", None)
+    if isinstance(entries, tuple):
+        values["api_keys"] = tuple(key for _name, key in entries)
+        values["api_key_names"] = tuple((name, key) for name, key in entries if name)
     settings = msgspec.structs.replace(Settings(), **values)
     path = settings.socket_path
     if len(os.fsencode(str(path))) > MAX_SOCKET_PATH:

@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     handler = sub.add_parser("handler", help="serve some routes against a running sidecar")
     handler.add_argument("routes", help=f"comma-separated route names: {','.join(ROUTES)}")
     sub.add_parser("sidecar", help="run the pool sidecar alone (see: lingma-gateway sidecar --help)")
+    sub.add_parser("doctor", help="check what serving needs (see: lingma-gateway doctor --help)")
+    sub.add_parser("connect", help="print or write a client's settings (see: lingma-gateway connect --help)")
     for p in (serve, handler):
         p.add_argument("--host", help="bind address (GATEWAY_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="port (GATEWAY_PORT, default 8787)")
@@ -202,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sidecar"]:
         os.execv(sys.executable, [sys.executable, "-m", "sidecar", *argv[1:]])
+    if argv[:1] == ["doctor"]:
+        # The checks look at what the sidecar owns (binary, data dir, socket, instances): they live beside it.
+        os.execv(sys.executable, [sys.executable, "-m", "sidecar.doctor", *argv[1:]])
+    if argv[:1] == ["connect"]:
+        from handlers.connect import main as connect
+
+        return connect(argv[1:])
     args = _parser().parse_args(argv)
     _apply_flags(args)
     settings = _load()
@@ -214,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"lingma-gateway: unknown route(s) {', '.join(unknown)}; choose from {', '.join(ROUTES)}")
         _serve_http(settings, routes)
         return 0
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds login sessions
     child = _start_sidecar(settings, args.simulator)
     try:
         _serve_http(settings, ROUTES)

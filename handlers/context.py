@@ -7,10 +7,12 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 
+import msgspec
 from litestar import Request
 from litestar.datastructures import State
 
 from common.client import SidecarClient
+from common.conversation import Conversation
 from common.errors import NotFoundError, UnauthorizedError
 from common.settings import Settings
 
@@ -35,6 +37,10 @@ class GatewayContext:
         if not matches_any(presented, keys):
             raise UnauthorizedError("invalid API key")
         return presented
+
+    def for_key(self, conversation: Conversation, key: str) -> Conversation:
+        """The conversation labelled with the key's name, so the sidecar can meter and cap it."""
+        return msgspec.structs.replace(conversation, api_key_name=self.settings.key_name(key))
 
     def authenticate_admin(self, request: Request[object, object, State]) -> None:
         """Admin routes take ADMIN_TOKEN; without one they fall back to the API keys (404 with neither)."""

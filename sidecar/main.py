@@ -15,6 +15,7 @@ from common.log import setup_logging
 from common.settings import Settings, SettingsError, load_settings
 from sidecar.admission import Admission
 from sidecar.backend import Backend
+from sidecar.key_share import KeyShare
 from sidecar.server import SidecarServer, SocketInUseError
 from sidecar.stats import StatsBook
 
@@ -71,7 +72,12 @@ async def run(settings: Settings, script: str | None) -> int:
     backend = build_backend(settings, stats, script)
     admission = Admission(settings.gateway_max_in_flight, settings.gateway_queue_timeout_sec)
     server = SidecarServer(
-        settings.socket_path, backend, admission=admission, stats=stats, mode=settings.gateway_socket_mode
+        settings.socket_path,
+        backend,
+        admission=admission,
+        stats=stats,
+        mode=settings.gateway_socket_mode,
+        key_share=KeyShare(settings.gateway_key_max_in_flight),
     )
     try:
         await server.start()
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lingma-gateway: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, json_lines=settings.log_json, component="sidecar")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds login sessions
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency wherever it builds

@@ -49,7 +49,9 @@ from common.protocol import (
 )
 from sidecar.admission import Admission
 from sidecar.backend import Backend
+from sidecar.key_share import KeyShare
 from sidecar.stats import StatsBook
+from sidecar.usage import UsageBook
 
 __all__ = ("SidecarServer", "SocketInUseError")
 
@@ -70,10 +72,14 @@ class SidecarServer:
         stats: StatsBook,
         mode: int = 0o600,
         drain_timeout: float = 30.0,
+        key_share: KeyShare | None = None,
+        usage: UsageBook | None = None,
     ) -> None:
         self.path = path
         self.backend = backend
         self.admission = admission
+        self.key_share = key_share or KeyShare(0)
+        self.usage = usage or UsageBook()
         self.stats = stats
         self.mode = mode
         self.drain_timeout = drain_timeout
@@ -238,9 +244,11 @@ class SidecarServer:
         REQUEST_ID.set(op.request_id or "-")  # this task's own context: the handler's id in every log line
         terminal_sent = False
         try:
+            key = op.conversation.api_key_name or "open"
+            metered = self.usage.metered(key, _guarded(self.backend.complete(op)))
             waited = time.time() - op.arrived_at if op.arrived_at else 0.0
             admitted = self.admission.slot(waited=waited)
-            async with admitted, contextlib.aclosing(_guarded(self.backend.complete(op))) as events:
+            async with self.key_share.slot(key), admitted, contextlib.aclosing(metered) as events:
                 async for event in events:
                     await _send(writer, event)
                     if isinstance(event, Failed):
@@ -274,6 +282,8 @@ class SidecarServer:
         snap.update(self.stats.snapshot())
         snap.update(self.backend.stats())
         snap["backpressure"] = self.admission.snapshot()
+        snap["key_share"] = self.key_share.snapshot()
+        snap["usage"] = self.usage.snapshot()
         return snap
 
 

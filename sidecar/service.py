@@ -63,6 +63,9 @@ class LingmaBackend:
         self.runner = TurnRunner(self.pool, self.cache, stats, self.offload)
 
     async def start(self) -> None:
+        # Loading the tokenizer takes a second or more: off the event loop, and before any turn needs it, so
+        # the first turns do not stall every connection's handshake.
+        await asyncio.to_thread(tokenizer_name)
         await self.cache.open()
         # Load the tokenizer now (about half a second), on a worker: never inside the first request's turn.
         loading = asyncio.ensure_future(self.offload.always(tokenizer_name))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from litestar import Request, Response, Router, get
 from litestar.datastructures import State
 
@@ -18,6 +20,15 @@ async def stats(request: Request[object, object, State]) -> Response[bytes]:
     return Response((await ctx.client.stats()).encode(), media_type="application/json")
 
 
+@get("/internal/usage")
+async def usage(request: Request[object, object, State]) -> Response[bytes]:
+    """Turns and tokens per API key name and model since the sidecar started (see docs/usage-and-tools.md)."""
+    ctx = context_of(request)
+    ctx.authenticate_admin(request)
+    stats = json.loads(await ctx.client.stats())
+    return Response(json.dumps(stats.get("usage", {})).encode(), media_type="application/json")
+
+
 @get("/internal/models/raw")
 async def raw_models(request: Request[object, object, State]) -> Response[bytes]:
     ctx = context_of(request)
@@ -26,4 +37,4 @@ async def raw_models(request: Request[object, object, State]) -> Response[bytes]
     return Response(raw.encode(), media_type="application/json")
 
 
-router = Router(path="/", route_handlers=[stats, raw_models], exception_handlers=openai_exception_handlers)
+router = Router(path="/", route_handlers=[stats, usage, raw_models], exception_handlers=openai_exception_handlers)

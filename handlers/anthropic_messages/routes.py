@@ -37,6 +37,7 @@ async def _decode(request: Request[object, object, State], kind: type[R]) -> tup
         key_fingerprint=key_fingerprint(key),
         affinity=request.headers.get(SESSION_HEADER),
     )
+    conversation = ctx.for_key(conversation, key)
     return req, conversation
 
 

@@ -15,6 +15,7 @@ from prometheus_client.registry import CollectorRegistry
 from common.errors import GatewayError, UnauthorizedError
 from handlers.context import GatewayContext, api_key_of, context_of, matches_any
 from handlers.errors import openai_exception_handlers
+from handlers.metrics.usage import usage_metrics
 from handlers.observability import HTTP_METRICS
 
 __all__ = ("router", "sidecar_metrics")
@@ -49,6 +50,7 @@ def sidecar_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
         for key, value in _flatten(stats.get(section, {})):
             family.add_metric([key], value)
         yield family
+    yield from usage_metrics(stats)
 
 
 def _flatten(section: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:

@@ -30,6 +30,7 @@ async def chat_completions(request: Request[object, object, State]) -> Response[
         key_fingerprint=key_fingerprint(key),
         affinity=request.headers.get("x-session-affinity"),
     )
+    conversation = ctx.for_key(conversation, key)
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     if not req.stream:

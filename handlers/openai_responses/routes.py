@@ -79,6 +79,7 @@ async def create_response(request: Request[object, object, State]) -> Response[b
         affinity=_affinity(request),
         response_id=response_id,
     )
+    conversation = ctx.for_key(conversation, key)
     _note_unserved(unserved_tool_types(req))
     skeleton = response_skeleton(req, response_id=response_id, created_at=int(time.time()))
     if not req.stream:

@@ -1,7 +1,7 @@
 """Run servers and client commands inside a fresh, loopback-only network namespace.
 
 The test side calls ``run_in_netns(spec, root)``: it writes the spec and starts
-``unshare -n python -m tests.clients.netns SPEC.json``. Inside, ``main`` brings ``lo`` up, starts each server
+``unshare -n python -m tests.support.clients.netns SPEC.json``. Inside, ``main`` brings ``lo`` up, starts each server
 (its output appended to its ``log``), polls ``ready_url`` with a deadline, runs each step's command in order
 with a timeout, fetches the step's ``after`` URLs (metrics, stats) while the servers still run, stops the
 servers and writes one JSON result::
