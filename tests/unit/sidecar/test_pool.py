@@ -86,17 +86,17 @@ async def test_without_affinity_the_least_busy_then_least_served_instance_is_cho
     a, b = FakeInstance("a", served_total=5), FakeInstance("b", served_total=9)
     p = pool(a, b)
     assert p.choose(None, None) is a
-    async with p.slot(a, 1.0):
+    async with p.slot(a):
         assert p.choose(None, None) is b
     assert p.choose(None, None) is a
 
 
 async def test_a_full_instance_makes_the_next_turn_wait_then_429() -> None:
     a = FakeInstance("a")
-    p = pool(a, gateway_instance_max_in_flight=1)
-    async with p.slot(a, 1.0):
+    p = pool(a, gateway_instance_max_in_flight=1, gateway_queue_timeout_sec=0.05)
+    async with p.slot(a):
         with pytest.raises(RateLimitedError) as caught:
-            async with p.slot(a, 0.05):
+            async with p.slot(a):
                 pass
         assert caught.value.retry_after_s == 1
         assert p.snapshot()[0]["in_flight"] == 1
@@ -109,7 +109,7 @@ async def test_a_released_slot_lets_a_waiting_turn_in() -> None:
     order: list[str] = []
 
     async def turn(name: str, hold: float) -> None:
-        async with p.slot(a, 2.0):
+        async with p.slot(a):
             order.append(name)
             await asyncio.sleep(hold)
 
@@ -123,12 +123,12 @@ async def test_a_slot_is_given_back_on_error_and_on_cancellation() -> None:
     a = FakeInstance("a")
     p = pool(a, gateway_instance_max_in_flight=1)
     with pytest.raises(ValueError, match="turn broke"):
-        async with p.slot(a, 1.0):
+        async with p.slot(a):
             raise ValueError("turn broke")
     entered = asyncio.Event()
 
     async def held() -> None:
-        async with p.slot(a, 1.0):
+        async with p.slot(a):
             entered.set()
             await asyncio.sleep(10)
 
@@ -140,7 +140,7 @@ async def test_a_slot_is_given_back_on_error_and_on_cancellation() -> None:
     task.cancel()
     await asyncio.gather(task, waiter, return_exceptions=True)
     assert p.snapshot()[0]["in_flight"] == 0
-    async with p.slot(a, 0.1):
+    async with p.slot(a):
         pass
 
 
