@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.faults.helpers import need_proc
-from tests.gateway import Gateway
+from tests.support.gateway import Gateway
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway import alive
+from tests.support.gateway import alive
 
 DIALECTS = ("openai_chat", "openai_responses", "anthropic_messages")
 

@@ -9,12 +9,9 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.faults.helpers import DIALECTS, Outcome, collect_turn, stream_turn
-from tests.gateway import Gateway
-
-pytestmark = pytest.mark.faults
+from tests.support.gateway import Gateway
 
 FIRST_CHUNK = 2.0
 SLOW = {

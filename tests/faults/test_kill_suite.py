@@ -21,9 +21,7 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.faults.helpers import DIALECTS, Outcome, collect_turn, sidecar_of, stream_turn, wait_gone
-from tests.gateway import Gateway
-
-pytestmark = pytest.mark.faults
+from tests.support.gateway import Gateway
 
 SEED = 1313
 TURNS = 50

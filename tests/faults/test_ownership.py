@@ -9,13 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import free_port, stop_process, wait_for
 from tests.faults.helpers import collect_turn, reply_text, sidecar_of
-from tests.gateway import Gateway, alive, gateway_command
-
-pytestmark = pytest.mark.faults
+from tests.support.gateway import Gateway, alive, gateway_command
 
 
 def _serve(root: Path, data: Path, *, env: dict[str, str], socket: Path | None = None) -> tuple[subprocess.Popen[bytes], str, Path]:  # fmt: skip

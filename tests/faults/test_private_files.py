@@ -13,9 +13,7 @@ import pytest
 
 from tests.conftest import stop_process, wait_for
 from tests.faults.helpers import collect_turn, foreign_owner
-from tests.gateway import Gateway
-
-pytestmark = pytest.mark.faults
+from tests.support.gateway import Gateway
 
 
 def _loose(root: Path) -> list[str]:

@@ -17,8 +17,6 @@ from sidecar.session_cache import SessionCache, SessionState
 from tests.conftest import SidecarProcess, wait_for
 from tests.faults.helpers import read_only, run_sidecar
 
-pytestmark = pytest.mark.faults
-
 DB = "session-cache.sqlite3"
 HOLD = """
 import sqlite3, sys

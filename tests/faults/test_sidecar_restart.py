@@ -8,13 +8,10 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import wait_for
 from tests.faults.helpers import collect_turn, reaped, reply_text, sidecar_of
-from tests.gateway import Gateway, alive
-
-pytestmark = pytest.mark.faults
+from tests.support.gateway import Gateway, alive
 
 FIRST = [{"role": "user", "content": "remember the colour teal"}]
 

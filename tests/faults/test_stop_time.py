@@ -7,12 +7,8 @@ import signal
 import time
 from typing import Any
 
-import pytest
-
 from tests.faults.helpers import collect_turn, sidecar_of
-from tests.gateway import Gateway, alive
-
-pytestmark = pytest.mark.faults
+from tests.support.gateway import Gateway, alive
 
 
 def test_serve_and_its_sidecar_exit_promptly_after_stopping(gateways: Any) -> None:
