@@ -12,7 +12,7 @@ import httpx
 
 from tests.conftest import free_port, stop_process, wait_for
 from tests.faults.helpers import collect_turn, reply_text, sidecar_of
-from tests.support.gateway import Gateway, alive, gateway_command
+from tests.support.gateway import Gateway, alive
 
 
 def _serve(root: Path, data: Path, *, env: dict[str, str], socket: Path | None = None) -> tuple[subprocess.Popen[bytes], str, Path]:  # fmt: skip
@@ -22,7 +22,7 @@ def _serve(root: Path, data: Path, *, env: dict[str, str], socket: Path | None =
     if socket is not None:
         args += ["--socket", str(socket)]
     with log.open("ab") as out:
-        proc = subprocess.Popen([*gateway_command(), *args], env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen([sys.executable, "-m", "handlers", *args], env=env, stdout=out, stderr=out)
     return proc, f"http://127.0.0.1:{port}", log
 
 
