@@ -26,7 +26,7 @@ from tests.support.gateway import Gateway
 SEED = 1313
 TURNS = 50
 KINDS = ("sidecar", "lingma", "serve")
-KILLS_PER_KIND = 4
+KILLS_PER_KIND = 3
 SCENARIO = {"turns": [{"match": "linger", "reply": [{"text": "slow start "}, {"delay_ms": 500}, {"text": "slow end"}]}]}
 
 
