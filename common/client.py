@@ -51,7 +51,7 @@ from common.protocol import (
 )
 from common.transport import InProcessTransport, Transport, UnixTransport
 
-__all__ = ("InProcessTransport", "SidecarClient", "Transport", "UnixTransport", "socket_accepts")
+__all__ = ("InProcessTransport", "SidecarClient", "Transport", "UnixTransport", "sidecar_identity", "socket_accepts")
 
 log = logging.getLogger("lingma_gateway.client")
 
@@ -73,6 +73,34 @@ def socket_accepts(path: str | Path, timeout: float = 1.0) -> bool:
     finally:
         probe.close()
     return True
+
+
+def sidecar_identity(path: str | Path, timeout: float = 2.0) -> HelloOk | None:
+    """The handshake of whatever sidecar serves ``path`` (its pid and data dir), or None if none answers."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(timeout)
+    try:
+        probe.connect(str(path))
+        probe.sendall(pack_frame(encode(Hello(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR))))
+        header = _recv_exactly(probe, 4)
+        reply = decode_reply(_recv_exactly(probe, int.from_bytes(header, "big")))
+    except (OSError, ValueError):
+        return None
+    finally:
+        probe.close()
+    return reply if isinstance(reply, HelloOk) else None
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    if size > 1 << 20:
+        raise ValueError("not a sidecar handshake")
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed during the handshake")
+        data += chunk
+    return data
 
 
 class _Connection:

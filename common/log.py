@@ -6,12 +6,15 @@ bundled gateway writes the lines of two processes to one stream.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
+import os
 import sys
+from typing import NoReturn
 
-__all__ = ("REQUEST_ID", "setup_logging")
+__all__ = ("REQUEST_ID", "exit_now", "setup_logging")
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -61,3 +64,17 @@ def setup_logging(level: str, *, json_lines: bool, component: str) -> None:
     root.setLevel(level)
     # uvicorn's own start-up chatter is INFO on "uvicorn.error"; the gateway says what it listens on itself.
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process at once after a clean shutdown: flush logs and stdio, skip the interpreter's teardown.
+
+    Everything that matters is closed by then (the socket, SQLite, the children). The teardown would free
+    every object one by one (the tokenizer's 150,000-entry table among them), which kept a process that had
+    already stopped alive for up to two seconds on a busy machine.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

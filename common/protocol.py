@@ -50,7 +50,8 @@ __all__ = (
 )
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 0
+PROTOCOL_MINOR = 1
+"""1.1: ``HelloOk`` names the sidecar's pid and data dir, so ``serve`` can tell its own sidecar from another's."""
 
 
 class _Op(msgspec.Struct, tag_field="op", kw_only=True, omit_defaults=True):
@@ -100,6 +101,10 @@ class _Frame(msgspec.Struct, tag_field="t", kw_only=True, omit_defaults=True):
 class HelloOk(_Frame, tag="hello_ok"):
     major: int
     minor: int
+    pid: int = 0
+    """The sidecar's process id (0 from a 1.0 sidecar)."""
+    data_dir: str = ""
+    """The absolute data dir the sidecar serves ("" from a 1.0 sidecar)."""
 
 
 class Started(_Frame, tag="started"):

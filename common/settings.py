@@ -59,6 +59,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     lingma_socket_port: int = 37010
     lingma_startup_timeout: float = 30.0
     lingma_rpc_timeout: float = 300.0
+    lingma_first_chunk_timeout: float = 60.0
     lingma_accounts: tuple[Account, ...] = ()
     lingma_session_bundle: str = ""
     instance_count: int = 1
@@ -75,6 +76,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     session_reuse_enabled: bool = True
     session_cache_max_entries: int = 10000
     session_cache_ttl_sec: float = 3600.0
+    session_cache_lock_timeout: float = 15.0
     tool_forward_enabled: bool = True
     tool_allowlist: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -144,9 +146,11 @@ def default_data_dir(env: Mapping[str, str]) -> Path:
 
 
 def default_socket_path(env: Mapping[str, str], data_dir: Path) -> Path:
+    """One socket per data dir: under ``XDG_RUNTIME_DIR``, named for a hash of the data dir's absolute path."""
     runtime = env.get("XDG_RUNTIME_DIR")
     if runtime and Path(runtime).is_dir():
-        return Path(runtime) / "lingma-gateway.sock"
+        digest = hashlib.sha256(os.fsencode(data_dir.expanduser().resolve())).hexdigest()[:16]
+        return Path(runtime) / f"lingma-gateway-{digest}.sock"
     return data_dir / "sidecar.sock"
 
 
@@ -287,6 +291,12 @@ _SPEC: tuple[tuple[str, str, _Parser, str], ...] = (
     ("LINGMA_SOCKET_PORT", "lingma_socket_port", _port, "first Lingma WebSocket port"),
     ("LINGMA_STARTUP_TIMEOUT", "lingma_startup_timeout", _positive_float, "seconds for a Lingma process to listen"),
     ("LINGMA_RPC_TIMEOUT", "lingma_rpc_timeout", _positive_float, "seconds for a turn to finish"),
+    (
+        "LINGMA_FIRST_CHUNK_TIMEOUT",
+        "lingma_first_chunk_timeout",
+        _positive_float,
+        "seconds from chat/ask to a turn's first chunk; a turn that misses it fails with upstream_timeout",
+    ),
     ("LINGMA_ACCOUNTS", "lingma_accounts", _accounts, "JSON list of {username, password, session_bundle?, name?}"),
     ("LINGMA_SESSION_BUNDLE", "lingma_session_bundle", str, "base64 tar.gz of a logged-in work dir"),
     ("INSTANCE_COUNT", "instance_count", _positive_int, "instances when no accounts are listed"),
@@ -326,6 +336,12 @@ _SPEC: tuple[tuple[str, str, _Parser, str], ...] = (
     ("SESSION_REUSE_ENABLED", "session_reuse_enabled", _bool, "continue upstream sessions on follow-up turns"),
     ("SESSION_CACHE_MAX_ENTRIES", "session_cache_max_entries", _positive_int, "session cache size"),
     ("SESSION_CACHE_TTL_SEC", "session_cache_ttl_sec", _positive_float, "session cache entry lifetime"),
+    (
+        "SESSION_CACHE_LOCK_TIMEOUT",
+        "session_cache_lock_timeout",
+        _positive_float,
+        "seconds to wait at start for a session cache another process holds locked",
+    ),
     ("TOOL_FORWARD_ENABLED", "tool_forward_enabled", _bool, "emulate caller-defined tools"),
     ("TOOL_ALLOWLIST", "tool_allowlist", _csv, "comma-separated tool names offered to Lingma (empty: all)"),
     ("LOG_LEVEL", "log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),

@@ -9,33 +9,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import ipaddress
 import logging
 import os
 import signal
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
-from common.client import SidecarClient, socket_accepts
-from common.log import setup_logging
+from common.client import SidecarClient
+from common.log import exit_now, setup_logging
 from common.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
 from handlers.app import ROUTES, create_app
 from handlers.context import GatewayContext
 from handlers.http_guard import HttpLimits, guarded_protocol
+from handlers.supervisor import SidecarSupervisor
 from handlers.turn import DRAIN_GRACE
 
 __all__ = ("main",)
 
 log = logging.getLogger("lingma_gateway")
-
-SIDECAR_START_TIMEOUT = 60.0
 
 
 def _epilog() -> str:
@@ -138,8 +134,8 @@ def http_limits(settings: Settings) -> HttpLimits:
     )
 
 
-def _serve_http(settings: Settings, routes: tuple[str, ...]) -> None:
-    ctx = GatewayContext(settings=settings, client=SidecarClient(settings.socket_path))
+def _serve_http(settings: Settings, routes: tuple[str, ...], liveness: Callable[[], str | None] | None = None) -> None:
+    ctx = GatewayContext(settings=settings, client=SidecarClient(settings.socket_path), liveness=liveness)
     app = create_app(settings, routes, context=ctx)
     config = uvicorn.Config(
         app,
@@ -155,42 +151,6 @@ def _serve_http(settings: Settings, routes: tuple[str, ...]) -> None:
     )
     log.info("listening on http://%s:%s (routes: %s)", settings.gateway_host, settings.gateway_port, ", ".join(routes))
     _Server(config, ctx).run()
-
-
-def _pdeathsig() -> None:
-    """In the child: die with the parent, so a killed gateway never leaves a sidecar behind."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    os.setpgrp()
-
-
-def _start_sidecar(settings: Settings, simulator: bool) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "sidecar"] + (["--simulator"] if simulator else [])
-    # The sidecar checks no API keys: keep the client credentials out of its environment (and its children's).
-    env = {k: v for k, v in os.environ.items() if k not in ("API_KEYS", "ADMIN_TOKEN", "METRICS_TOKEN")}
-    child = subprocess.Popen(cmd, preexec_fn=_pdeathsig, env=env)
-    deadline = time.monotonic() + SIDECAR_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise SystemExit(f"lingma-gateway: the sidecar exited during start-up (status {child.returncode})")
-        if socket_accepts(settings.socket_path):
-            return child
-        time.sleep(0.05)
-    child.terminate()
-    raise SystemExit("lingma-gateway: the sidecar did not open its socket in time")
-
-
-def _stop_child(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(DRAIN_GRACE + 20)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 def _load() -> Settings:
@@ -222,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise SystemExit(f"lingma-gateway: unknown route(s) {', '.join(unknown)}; choose from {', '.join(ROUTES)}")
         _serve_http(settings, routes)
-        return 0
+        exit_now(0)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds login sessions
-    child = _start_sidecar(settings, args.simulator)
+    supervisor = SidecarSupervisor(settings, simulator=args.simulator)
+    supervisor.start()
     try:
-        _serve_http(settings, ROUTES)
+        _serve_http(settings, ROUTES, liveness=supervisor.liveness)
     finally:
-        _stop_child(child)
-    return 0
+        supervisor.stop()
+    exit_now(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -25,6 +26,8 @@ class GatewayContext:
     client: SidecarClient
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the process begins a graceful shutdown; open streams then finish or fail with a terminal."""
+    liveness: Callable[[], str | None] | None = None
+    """In ``serve``: why the process should be restarted (its sidecar cannot come back), else None."""
 
     def authenticate(self, request: Request[object, object, State]) -> str:
         """Check the caller's API key in constant time; return it ('' when the gateway is open)."""

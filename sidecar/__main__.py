@@ -1,7 +1,6 @@
 """``python -m sidecar``: the same as ``lingma-gateway sidecar``."""
 
-import sys
-
+from common.log import exit_now
 from sidecar.main import main
 
-sys.exit(main())
+exit_now(main())

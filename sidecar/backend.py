@@ -12,6 +12,10 @@ __all__ = ("Backend",)
 
 
 class Backend(Protocol):
+    async def open(self) -> None:
+        """Open what must work before the socket is served (the session cache); raise ``StartupError`` if not."""
+        ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...

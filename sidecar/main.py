@@ -15,13 +15,18 @@ from common.log import setup_logging
 from common.settings import Settings, SettingsError, load_settings
 from sidecar.admission import Admission
 from sidecar.backend import Backend
+from sidecar.datadir import DataDirLock, StartupError, make_private
 from sidecar.key_share import KeyShare
-from sidecar.server import SidecarServer, SocketInUseError
+from sidecar.server import SidecarServer, SocketInUseError, check_socket_free
 from sidecar.stats import StatsBook
 
-__all__ = ("main", "simulator_binary")
+__all__ = ("EXIT_SOCKET_IN_USE", "EXIT_STARTUP", "main", "simulator_binary")
 
 log = logging.getLogger("lingma_gateway.sidecar")
+
+EXIT_SOCKET_IN_USE = 3
+EXIT_STARTUP = 4
+"""A start-up error the operator must fix (data dir in use or unwritable, session cache locked or read-only)."""
 
 
 def simulator_binary() -> str:
@@ -78,12 +83,16 @@ async def run(settings: Settings, script: str | None) -> int:
         stats=stats,
         mode=settings.gateway_socket_mode,
         key_share=KeyShare(settings.gateway_key_max_in_flight),
+        data_dir=settings.data_dir,
     )
+    # Storage first: a socket that accepts means the sidecar got past everything an operator must fix.
     try:
+        await backend.open()
         await server.start()
-    except SocketInUseError as exc:
+    except (StartupError, SocketInUseError) as exc:
         log.error("%s", exc)
-        return 3
+        await backend.stop()
+        return EXIT_SOCKET_IN_USE if isinstance(exc, SocketInUseError) else EXIT_STARTUP
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -109,9 +118,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lingma-gateway: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, json_lines=settings.log_json, component="sidecar")
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds login sessions
+    # Conversations, Lingma's login state and its logs live under the data dir: owner-only, whatever the umask.
+    os.umask(0o077)
+    lock = DataDirLock(settings.data_dir)
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency wherever it builds
-        return asyncio.run(run(settings, args.script))
-    return uvloop.run(run(settings, args.script))
+        check_socket_free(settings.socket_path)
+        make_private(settings.data_dir, settings.work_dir)
+        lock.acquire()
+    except (StartupError, SocketInUseError) as exc:
+        log.error("%s", exc)
+        return EXIT_SOCKET_IN_USE if isinstance(exc, SocketInUseError) else EXIT_STARTUP
+    try:
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency wherever it builds
+            return asyncio.run(run(settings, args.script))
+        return uvloop.run(run(settings, args.script))
+    finally:
+        lock.release()

@@ -53,6 +53,7 @@ class Pool:
                     first_port=settings.lingma_socket_port + 2 * n,
                     startup_timeout=settings.lingma_startup_timeout,
                     rpc_timeout=settings.lingma_rpc_timeout,
+                    first_chunk_timeout=settings.lingma_first_chunk_timeout,
                 )
                 for n, iid in enumerate(instance_ids(settings))
             ]

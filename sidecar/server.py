@@ -53,13 +53,24 @@ from sidecar.key_share import KeyShare
 from sidecar.stats import StatsBook
 from sidecar.usage import UsageBook
 
-__all__ = ("SidecarServer", "SocketInUseError")
+__all__ = ("SidecarServer", "SocketInUseError", "check_socket_free")
 
 log = logging.getLogger("lingma_gateway.sidecar")
 
 
 class SocketInUseError(RuntimeError):
     """Another live sidecar already serves this socket path."""
+
+
+def check_socket_free(path: Path) -> bool:
+    """Raise ``SocketInUseError`` if a live sidecar (or a non-socket) holds ``path``; True if a stale file does."""
+    if not (path.exists() or path.is_symlink()):
+        return False
+    if not stat.S_ISSOCK(path.lstat().st_mode):
+        raise SocketInUseError(f"{path} exists and is not a socket; refusing to replace it")
+    if socket_accepts(path):
+        raise SocketInUseError(f"another sidecar is already serving {path}")
+    return True
 
 
 class SidecarServer:
@@ -74,8 +85,10 @@ class SidecarServer:
         drain_timeout: float = 30.0,
         key_share: KeyShare | None = None,
         usage: UsageBook | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.path = path
+        self.data_dir = data_dir
         self.backend = backend
         self.admission = admission
         self.key_share = key_share or KeyShare(0)
@@ -90,11 +103,7 @@ class SidecarServer:
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() or self.path.is_symlink():
-            if not stat.S_ISSOCK(self.path.lstat().st_mode):
-                raise SocketInUseError(f"{self.path} exists and is not a socket; refusing to replace it")
-            if socket_accepts(self.path):
-                raise SocketInUseError(f"another sidecar is already serving {self.path}")
+        if check_socket_free(self.path):
             log.warning("replacing a stale socket file left by a sidecar that did not exit cleanly")
             self.path.unlink()
         old_umask = os.umask(0o777 & ~self.mode)
@@ -157,7 +166,8 @@ class SidecarServer:
             log.error(message)
             await _send(writer, Failed(code="protocol", message=message))
             return False
-        await _send(writer, HelloOk(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR))
+        data_dir = str(self.data_dir.resolve()) if self.data_dir is not None else ""
+        await _send(writer, HelloOk(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR, pid=os.getpid(), data_dir=data_dir))
         return True
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -62,11 +62,13 @@ class LingmaBackend:
         self.offload = Offload()
         self.runner = TurnRunner(self.pool, self.cache, stats, self.offload)
 
+    async def open(self) -> None:
+        await self.cache.open(lock_timeout=self.settings.session_cache_lock_timeout)
+
     async def start(self) -> None:
         # Loading the tokenizer takes a second or more: off the event loop, and before any turn needs it, so
         # the first turns do not stall every connection's handshake.
         await asyncio.to_thread(tokenizer_name)
-        await self.cache.open()
         # Load the tokenizer now (about half a second), on a worker: never inside the first request's turn.
         loading = asyncio.ensure_future(self.offload.always(tokenizer_name))
         await self.pool.start()

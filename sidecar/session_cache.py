@@ -2,13 +2,16 @@
 
 Entries are single-use: a follow-up claims its entry atomically (``DELETE … RETURNING``), so of two
 concurrent requests with the same history one reuses the session and the other starts fresh. The state
-after a clean turn is stored again under the new key. A database that cannot be opened is moved aside
-with a loud log line; the cache then starts empty instead of taking the sidecar down.
+after a clean turn is stored again under the new key. A corrupt database is moved aside (never deleted) with a
+loud log line and the cache starts empty; a locked or read-only one is a clear start-up error instead.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
+import os
 import sqlite3
 import time
 from collections import Counter
@@ -18,8 +21,9 @@ import aiosqlite
 import msgspec
 
 from common.conversation import Message
+from sidecar.datadir import PRIVATE_FILE, StartupError, tighten
 
-__all__ = ("SessionCache", "SessionState")
+__all__ = ("SessionCache", "SessionCacheError", "SessionState")
 
 log = logging.getLogger("lingma_gateway.session_cache")
 
@@ -42,9 +46,41 @@ CREATE TABLE IF NOT EXISTS responses (
 );
 """
 
+_SCHEMA_VERSION = 1
 _RESPONSE_SWEEP_EVERY = 100
 _encode_messages = msgspec.msgpack.Encoder().encode
 _decode_messages = msgspec.msgpack.Decoder(list[Message]).decode
+
+
+class SessionCacheError(StartupError):
+    """The session cache cannot be opened, for a reason the operator must fix (locked, read-only)."""
+
+
+class _IntegrityCheckFailed(sqlite3.DatabaseError):
+    pass
+
+
+# SQLite's primary result codes (the low byte of an extended code).
+_LOCKED = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+_CORRUPT = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+_UNWRITABLE = frozenset({3, 8, 14, 23})  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_AUTH
+
+
+def _failure_kind(exc: BaseException) -> str:
+    """corrupt, locked, read_only or other, from SQLite's own result code (its primary part)."""
+    if isinstance(exc, _IntegrityCheckFailed):
+        return "corrupt"
+    if isinstance(exc, OSError):
+        return "read_only" if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else "other"
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in _CORRUPT:
+        return "corrupt"
+    if primary in _LOCKED:
+        return "locked"
+    if primary in _UNWRITABLE:
+        return "read_only"
+    return "other"
 
 
 class SessionState(msgspec.Struct, frozen=True):
@@ -64,33 +100,99 @@ class SessionCache:
         self._db: aiosqlite.Connection | None = None
         self._puts = 0
 
-    async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = await self._connect()
-        except sqlite3.DatabaseError as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.error(
-                "THE SESSION CACHE DATABASE IS UNREADABLE (%s); moved it to %s and starting with an empty cache",
-                exc,
-                aside,
-            )
-            self.path.replace(aside)
-            for suffix in ("-wal", "-shm"):
-                Path(str(self.path) + suffix).unlink(missing_ok=True)
-            self._db = await self._connect()
+    async def open(self, *, lock_timeout: float = 15.0) -> None:
+        """Open the cache, or raise ``SessionCacheError`` saying what the operator must fix.
 
-    async def _connect(self) -> aiosqlite.Connection:
-        db = await aiosqlite.connect(self.path)
+        Only corruption (SQLite says so, or the integrity check fails) moves the file aside, with its
+        ``-wal`` and ``-shm``; nothing is ever deleted. A database another process holds locked is waited
+        for until ``lock_timeout``; a read-only one is an error at once.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + lock_timeout
+        warned = moved = False
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = await self._connect(busy_timeout=max(0.05, min(deadline - loop.time(), 1.0)), move=not moved)
+            except (sqlite3.Error, OSError) as exc:
+                kind = _failure_kind(exc)
+                if kind == "locked" and loop.time() < deadline:
+                    if not warned:
+                        log.warning("the session cache %s is locked by another process; waiting", self.path)
+                        warned = True
+                    await asyncio.sleep(0.1)
+                    continue
+                raise SessionCacheError(self._explain(kind, exc, lock_timeout)) from None
+            if db is None:
+                moved = True
+                continue
+            self._db = db
+            break
+        for suffix in ("", "-wal", "-shm"):
+            tighten(Path(f"{self.path}{suffix}"), PRIVATE_FILE)
+
+    def _explain(self, kind: str, exc: BaseException, lock_timeout: float) -> str:
+        if kind == "locked":
+            return (
+                f"the session cache {self.path} stayed locked by another process for {lock_timeout:g}s "
+                "(SESSION_CACHE_LOCK_TIMEOUT); stop whatever holds it (another gateway, an sqlite3 shell) "
+                "and start again"
+            )
+        if kind == "read_only":
+            return (
+                f"cannot write the session cache {self.path} ({exc}); the file or its directory is read-only: "
+                "give the gateway a writable --data-dir (GATEWAY_DATA_DIR)"
+            )
+        return f"cannot open the session cache {self.path}: {exc}"
+
+    def _move_aside(self, exc: BaseException) -> None:
+        """Keep a corrupt database and its journal files for inspection, renamed, and start empty."""
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        moved: list[str] = []
         try:
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{self.path}{suffix}")
+                if source.exists():
+                    source.replace(Path(f"{aside}{suffix}"))
+                    moved.append(source.name)
+        except OSError as err:
+            raise SessionCacheError(
+                f"the session cache {self.path} is corrupt ({exc}) and could not be moved aside "
+                f"({err.strerror or err}); move it away by hand"
+            ) from None
+        log.error(
+            "THE SESSION CACHE DATABASE IS CORRUPT (%s); moved %s to %s* and starting with an empty cache",
+            exc,
+            ", ".join(moved) or "nothing",
+            aside,
+        )
+
+    async def _connect(self, *, busy_timeout: float, move: bool) -> aiosqlite.Connection | None:
+        """The opened cache; None when it was corrupt and ``move`` let it be moved aside (connect again then)."""
+        db = await aiosqlite.connect(self.path, timeout=busy_timeout)
+        try:
+            # Checked before anything is written, so a damaged file is moved aside exactly as it was found.
+            async with db.execute("PRAGMA integrity_check") as cur:
+                found = [str(row[0]) for row in await cur.fetchall()]
+            if found != ["ok"]:
+                raise _IntegrityCheckFailed(f"integrity check failed: {'; '.join(found[:3])}")
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.executescript(_SCHEMA)
-            async with db.execute("PRAGMA quick_check") as cur:
-                row = await cur.fetchone()
-            if row is None or row[0] != "ok":
-                raise sqlite3.DatabaseError(f"integrity check failed: {row}")
+            # Stamping the schema version is a write: a read-only file fails here, at start, not at the first turn.
+            await db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             await db.commit()
+        except Exception as exc:
+            corrupt = move and _failure_kind(exc) == "corrupt"
+            try:
+                if corrupt:
+                    # Before closing: the last connection to a database deletes its -wal and -shm files by name.
+                    self._move_aside(exc)
+            finally:
+                await db.close()
+            if corrupt:
+                return None
+            raise
         except BaseException:
             await db.close()
             raise

@@ -1,4 +1,9 @@
-"""``/healthz`` answers whenever the process does; ``/readyz`` asks the sidecar whether a turn could run."""
+"""``/healthz``: should this process be restarted? ``/readyz``: could a turn run now (asks the sidecar)?
+
+A split handler's ``/healthz`` stays 200 while its sidecar is away (restarting the handler would not bring
+it back); only ``/readyz`` says so. In ``serve``, which owns its sidecar, ``/healthz`` fails once the sidecar
+cannot come back, so that the orchestrator restarts the process.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,12 @@ __all__ = ("router",)
 
 
 @get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz(request: Request[object, object, State]) -> Response[dict[str, str]]:
+    liveness = context_of(request).liveness
+    problem = liveness() if liveness is not None else None
+    if problem is not None:
+        return Response({"status": "unhealthy", "reason": problem}, status_code=503)
+    return Response({"status": "ok"})
 
 
 @get("/readyz")

@@ -57,6 +57,9 @@ class ScriptedBackend:
         self._next = 0
         self._stats = stats
 
+    async def open(self) -> None:
+        return None
+
     async def start(self) -> None:
         return None
 

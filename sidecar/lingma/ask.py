@@ -2,11 +2,17 @@
 
 Leaving early (``aclose``, cancellation, a timeout) sends ``chat/stop`` from a background task, so the
 stop reaches Lingma at once even while the consumer is being torn down.
+
+Two deadlines bound a turn: the first chunk (the ``chat/ask`` answer and then a ``chat/answer``,
+``chat/finish`` or ``tool/invoke`` push) must come within ``first_chunk_timeout``, so a hung Lingma is noticed
+in seconds; the whole turn has ``timeout``. Missing either fails only this turn with ``upstream_timeout``: the
+process is not restarted for it, since that would end its other turns and any login in progress.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
@@ -16,27 +22,44 @@ from sidecar.lingma.events import AskAccepted, UpstreamEvent
 from sidecar.lingma.rpc import JsonObject, RpcConnection, RpcError, Subscription
 from sidecar.lingma.turn import TurnState
 
-__all__ = ("STOP_TIMEOUT", "run_turn")
+__all__ = ("FIRST_CHUNK_METHODS", "STOP_TIMEOUT", "run_turn")
+
+log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 2.0
+FIRST_CHUNK_METHODS = frozenset({"chat/answer", "chat/finish", "tool/invoke"})
+"""Pushes that show Lingma is working on the turn (a title update or step callback alone does not)."""
 
 
 async def run_turn(
-    conn: RpcConnection, params: JsonObject, *, instance_id: str, timeout: float
+    conn: RpcConnection, params: JsonObject, *, instance_id: str, timeout: float, first_chunk_timeout: float
 ) -> AsyncGenerator[UpstreamEvent, None]:
-    """Yield ``AskAccepted``, the turn's events, then ``AskFinished``; ``timeout`` bounds the whole turn."""
+    """Yield ``AskAccepted``, the turn's events, then ``AskFinished``, within the turn's two deadlines."""
     turn = TurnState(request_id=params["requestId"], session_id=params["sessionId"], instance_id=instance_id)
-    deadline = asyncio.get_running_loop().time() + timeout
+    now = asyncio.get_running_loop().time()
+    first_wait = min(first_chunk_timeout, timeout)
+    deadline, first_deadline = now + timeout, now + first_wait
     sub = conn.subscribe(turn.request_id)
     stop_needed = True
+    chunked = False
     try:
-        refused = await _send_ask(conn, params, instance_id=instance_id, timeout=timeout)
+        try:
+            refused = await _send_ask(conn, params, instance_id=instance_id, timeout=first_wait)
+        except UpstreamTimeoutError:
+            raise _no_first_chunk(instance_id, turn.request_id, first_wait) from None
         if refused is not None:
             stop_needed = False
             raise refused
         yield AskAccepted()
         while not turn.finished:
-            push = await _next_push(sub, deadline, instance_id=instance_id, timeout=timeout)
+            try:
+                push = await _next_push(sub, deadline if chunked else min(deadline, first_deadline))
+            except TimeoutError:
+                if chunked or first_deadline >= deadline:
+                    what = f"no chat/finish from Lingma instance {instance_id} within {timeout:g}s"
+                    raise UpstreamTimeoutError(what) from None
+                raise _no_first_chunk(instance_id, turn.request_id, first_wait) from None
+            chunked = chunked or push["method"] in FIRST_CHUNK_METHODS
             for event in turn.on_push(push["method"], push["params"], alone=conn.subscriber_count == 1):
                 yield event
     finally:
@@ -64,12 +87,21 @@ def _refusal(payload: Mapping[str, Any], instance_id: str) -> GatewayError:
     return classify_finish(payload, instance_id=instance_id)
 
 
-async def _next_push(sub: Subscription, deadline: float, *, instance_id: str, timeout: float) -> JsonObject:
+async def _next_push(sub: Subscription, deadline: float) -> JsonObject:
+    """The next push for the turn; ``TimeoutError`` once ``deadline`` (loop time) passes."""
     remaining = deadline - asyncio.get_running_loop().time()
-    try:
-        if remaining <= 0:
-            raise TimeoutError
-        async with asyncio.timeout(remaining):
-            return await sub.get()
-    except TimeoutError:
-        raise UpstreamTimeoutError(f"no chat/finish from Lingma instance {instance_id} within {timeout:g}s") from None
+    if remaining <= 0:
+        raise TimeoutError
+    async with asyncio.timeout(remaining):
+        return await sub.get()
+
+
+def _no_first_chunk(instance_id: str, request_id: str, wait: float) -> UpstreamTimeoutError:
+    log.warning(
+        "Lingma instance %s sent no first chunk for request %s within %gs (LINGMA_FIRST_CHUNK_TIMEOUT); "
+        "stopping that turn, the instance keeps running",
+        instance_id,
+        request_id,
+        wait,
+    )
+    return UpstreamTimeoutError(f"Lingma instance {instance_id} sent no first chunk within {wait:g}s")

@@ -49,6 +49,7 @@ class LingmaInstance:
         first_port: int,
         startup_timeout: float,
         rpc_timeout: float,
+        first_chunk_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         restart_delay: float = 1.0,
     ) -> None:
@@ -58,6 +59,7 @@ class LingmaInstance:
         self.first_port = first_port
         self.startup_timeout = startup_timeout
         self.rpc_timeout = rpc_timeout
+        self.first_chunk_timeout = rpc_timeout if first_chunk_timeout is None else first_chunk_timeout
         self.restart_delay = restart_delay
         self._env = dict(env) if env else None
         self._state: InstanceState = "stopped"
@@ -164,7 +166,9 @@ class LingmaInstance:
             is_reply=is_reply,
             mode=mode,
         )
-        turn = run_turn(conn, params, instance_id=self.id, timeout=self.rpc_timeout)
+        turn = run_turn(
+            conn, params, instance_id=self.id, timeout=self.rpc_timeout, first_chunk_timeout=self.first_chunk_timeout
+        )
         self.in_flight += 1
         try:
             async for event in turn:

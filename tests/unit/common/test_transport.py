@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -100,7 +101,9 @@ async def test_the_server_reads_codec_frames_and_answers_the_handshake() -> None
         await writer.drain()
         body = await read_frame(reader)
         assert body is not None
-        assert decode_reply(body) == HelloOk(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR)
+        hello = decode_reply(body)
+        assert isinstance(hello, HelloOk)
+        assert (hello.major, hello.minor, hello.pid) == (PROTOCOL_MAJOR, PROTOCOL_MINOR, os.getpid())
         writer.write(b"\x00\x00\x00\x03abc")  # a frame that is no request: answered, the connection kept
         await writer.drain()
         body = await read_frame(reader)
