@@ -161,7 +161,7 @@ def test_the_ingress_keeps_a_conversation_on_its_cell(rendered: tuple[str, list[
     assert positions == sorted(positions) and positions[0] == 0, key
     assert "$http_x_session_affinity" in key and "configuration-snippet" not in " ".join(notes)
     assert notes["nginx.ingress.kubernetes.io/proxy-body-size"] == "16m"
-    assert 16 * 1024 * 1024 == Settings().gateway_max_body_bytes
+    assert Settings().gateway_max_body_bytes == 16 * 1024 * 1024
     assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
     turn_timeout = max(
         float(env_of(c).get("LINGMA_RPC_TIMEOUT") or Settings().lingma_rpc_timeout)
@@ -206,7 +206,9 @@ def _compose(name: str) -> Doc:
 @pytest.mark.parametrize("name", ["compose.bundled.yaml", "compose.split.yaml"])
 def test_compose_files_hold_together(name: str) -> None:
     doc = _compose(name)
-    assert set(doc) <= {"services", "volumes", "networks", "secrets", "configs"} | {k for k in doc if k.startswith("x-")}
+    assert set(doc) <= {"services", "volumes", "networks", "secrets", "configs"} | {
+        k for k in doc if k.startswith("x-")
+    }
     declared = set(doc.get("volumes") or {})
     services = doc["services"]
     for svc_name, svc in services.items():
@@ -226,5 +228,7 @@ def test_compose_files_hold_together(name: str) -> None:
             host, container = str(port).split(":")
             assert int(host) > 0 and container == "8787", svc_name
     if name == "compose.split.yaml":
-        routes_served = {r for s in services.values() if s["command"][0] == "handler" for r in s["command"][1].split(",")}
+        routes_served = {
+            r for s in services.values() if s["command"][0] == "handler" for r in s["command"][1].split(",")
+        }
         assert {"openai_chat", "openai_responses", "anthropic_messages"} <= routes_served
