@@ -70,5 +70,18 @@ def hidden_python_command(workdir: Path, argv: list[str]) -> list[str]:
         'exec "$@"',
     ]
     env_path = "/usr/sbin:/usr/bin:/sbin:/bin"
-    return ["unshare", "-m", "--propagation", "private", "env", "-i", f"PATH={env_path}", f"HOME={workdir}",
-            "bash", "-c", "\n".join(lines), "hidden-python", *argv]  # fmt: skip
+    return [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "env",
+        "-i",
+        f"PATH={env_path}",
+        f"HOME={workdir}",
+        "bash",
+        "-c",
+        "\n".join(lines),
+        "hidden-python",
+        *argv,
+    ]

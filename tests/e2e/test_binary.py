@@ -102,8 +102,20 @@ def test_the_executable_serves_every_dialect_with_no_python_around(alone: Path) 
     exe = alone / "lingma-gateway"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = ["env", "GATEWAY_HEARTBEAT_SEC=0.5", f"LINGMA_SOCKET_PORT={free_port()}", "./lingma-gateway", "serve",
-            "--simulator", "--port", str(port), "--data-dir", str(alone / "data"), "--socket", str(alone / "s.sock")]  # fmt: skip
+    argv = [
+        "env",
+        "GATEWAY_HEARTBEAT_SEC=0.5",
+        f"LINGMA_SOCKET_PORT={free_port()}",
+        "./lingma-gateway",
+        "serve",
+        "--simulator",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(alone / "data"),
+        "--socket",
+        str(alone / "s.sock"),
+    ]
     log = alone / "serve.log"
     started = time.monotonic()
     with log.open("wb") as out:
@@ -150,8 +162,10 @@ def test_the_executable_serves_every_dialect_with_no_python_around(alone: Path) 
         time.sleep(3)  # idle: measured after the requests have settled
         rss_mib = sum(_rss_kib(p) for p in _tree(proc.pid) if _same_file(p, exe)) / 1024
         size_mib = exe.stat().st_size / 2**20
-        print(f"\nsingle executable: {size_mib:.1f} MiB, first valid completion after {first_completion_s:.1f} s, "
-              f"idle RSS of its process tree {rss_mib:.0f} MiB")  # fmt: skip
+        print(
+            f"\nsingle executable: {size_mib:.1f} MiB, first valid completion after {first_completion_s:.1f} s, "
+            f"idle RSS of its process tree {rss_mib:.0f} MiB"
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -178,9 +192,17 @@ def test_the_executable_runs_split_mode_and_the_simulator_by_name(alone: Path) -
     ]
     procs = [subprocess.Popen(cmd, cwd=alone, env=env, stdout=log, stderr=log) for cmd in commands]
     try:
-        wait_for(lambda: subprocess.run([str(exe), "ping", "--ready", "--socket", str(socket_path)],
-                                        capture_output=True, timeout=60).returncode == 0,
-                 timeout=120, interval=0.5, what="the sidecar to answer lingma-gateway ping")  # fmt: skip
+        wait_for(
+            lambda: (
+                subprocess.run(
+                    [str(exe), "ping", "--ready", "--socket", str(socket_path)], capture_output=True, timeout=60
+                ).returncode
+                == 0
+            ),
+            timeout=120,
+            interval=0.5,
+            what="the sidecar to answer lingma-gateway ping",
+        )
         _first_completion(f"http://127.0.0.1:{port}", time.monotonic() + 120, procs[1])
     finally:
         for proc in reversed(procs):
