@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from sidecar.tokens import count_tokens
-from tests.conftest import free_port, stop_process, wait_for
+from tests.conftest import free_port, stop_process
 from tests.e2e.binary import build_binary, can_unshare, hidden_python_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -192,21 +192,12 @@ def test_the_executable_runs_split_mode_and_the_simulator_by_name(alone: Path) -
     ]
     procs = [subprocess.Popen(cmd, cwd=alone, env=env, stdout=log, stderr=log) for cmd in commands]
     try:
-        wait_for(
-            lambda: (
-                subprocess.run(
-                    [str(exe), "ping", "--ready", "--socket", str(socket_path)], capture_output=True, timeout=60
-                ).returncode
-                == 0
-            ),
-            timeout=120,
-            interval=0.5,
-            what="the sidecar to answer lingma-gateway ping",
-        )
         _first_completion(f"http://127.0.0.1:{port}", time.monotonic() + 120, procs[1])
+        ready = subprocess.run([str(exe), "ping", "--ready", "--socket", str(socket_path)], capture_output=True)
+        assert ready.returncode == 0 and ready.stdout.startswith(b"ok: 1 instance(s) ready"), ready
     finally:
         for proc in reversed(procs):
             stop_process(proc, 60)
         log.close()
-    missing = subprocess.run([str(exe), "ping", "--socket", str(alone / "none.sock")], capture_output=True, timeout=60)
-    assert missing.returncode == 1 and b"does not answer" in missing.stderr
+    gone = subprocess.run([str(exe), "ping", "--socket", str(socket_path)], capture_output=True, timeout=60)
+    assert gone.returncode == 1 and b"does not answer" in gone.stderr
