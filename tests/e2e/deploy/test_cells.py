@@ -18,10 +18,10 @@ import pytest
 
 from common.client import socket_accepts
 from tests.conftest import free_port, wait_for
-from tests.e2e.nginx import Nginx, need_nginx
-from tests.gateway import Gateway
+from tests.e2e.deploy.nginx import Nginx, need_nginx
+from tests.support.gateway import Gateway
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 
 CELLS = ("cell-a", "cell-b", "cell-c")
 ADMIN = "cells-admin-token"

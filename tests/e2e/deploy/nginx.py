@@ -15,7 +15,7 @@ import yaml
 
 from tests.conftest import free_port, stop_process, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 INGRESS = ROOT / "infra" / "k8s" / "base" / "ingress.yaml"
 NGINX = "/usr/sbin/nginx"
 PREFIX = "nginx.ingress.kubernetes.io/"

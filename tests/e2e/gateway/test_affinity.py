@@ -7,8 +7,6 @@ from typing import Any
 import httpx
 import pytest
 
-pytestmark = pytest.mark.e2e
-
 BODIES = {
     "/v1/chat/completions": lambda text: {"model": "auto", "messages": [{"role": "user", "content": text}]},
     "/v1/responses": lambda text: {"model": "auto", "input": text},

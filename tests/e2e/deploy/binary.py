@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lingma-gateway" / "binary"
 
 
@@ -30,8 +30,8 @@ def python_paths() -> tuple[list[str], list[str]]:
     """Directories and files that hold a Python installation, the checkout or its virtualenv."""
     dirs = {str(ROOT), sys.prefix, sys.base_prefix, sys.exec_prefix}
     dirs.update(glob.glob("/usr/lib/python3*") + glob.glob("/usr/local/lib/python3*"))
-    for extra in ("/root/.pyenv", str(Path.home() / ".pyenv"), "/work", "/opt"):
-        if Path(extra).is_dir():
+    for extra in (os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv"), "/work", "/opt"):
+        if extra and Path(extra).is_dir():
             dirs.add(extra)
     files = glob.glob("/usr/bin/python*") + glob.glob("/usr/local/bin/python*") + glob.glob("/usr/lib/*/libpython3*")
     present = sorted(d for d in dirs if Path(d).is_dir())

@@ -20,9 +20,9 @@ import pytest
 
 from sidecar.tokens import count_tokens
 from tests.conftest import free_port, stop_process
-from tests.e2e.binary import build_binary, can_unshare, hidden_python_command
+from tests.e2e.deploy.binary import build_binary, can_unshare, hidden_python_command
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
+pytestmark = pytest.mark.timeout(1200)
 
 
 @pytest.fixture(scope="module")
