@@ -4,6 +4,7 @@ every dialect against its own simulator, and its ``serve`` starts a sidecar that
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ import openai
 import pytest
 
 from sidecar.tokens import count_tokens
-from tests.conftest import free_port, stop_process
+from tests.conftest import free_port
 from tests.e2e.deploy.binary import build_binary, can_unshare, hidden_python_command
 
 pytestmark = pytest.mark.timeout(1200)
@@ -178,26 +179,50 @@ def test_the_executable_serves_every_dialect_with_no_python_around(alone: Path) 
     assert proc.returncode == 0, log.read_text(errors="replace")[-4000:]
 
 
-def test_the_executable_runs_split_mode_and_the_simulator_by_name(alone: Path) -> None:
-    exe = alone / "lingma-gateway"
-    version = subprocess.run([str(exe), "sim", "version"], capture_output=True, text=True, timeout=120, check=True)
-    assert version.stdout.startswith("version: ")
-    port = free_port()
-    socket_path = alone / "s.sock"
-    env = {**os.environ, "GATEWAY_HEARTBEAT_SEC": "0.5", "LINGMA_SOCKET_PORT": str(free_port())}
-    log = (alone / "split.log").open("wb")
-    commands = [
-        [str(exe), "sidecar", "--simulator", "--data-dir", str(alone / "data"), "--socket", str(socket_path)],
-        [str(exe), "handler", "openai_chat", "--port", str(port), "--socket", str(socket_path)],
-    ]
-    procs = [subprocess.Popen(cmd, cwd=alone, env=env, stdout=log, stderr=log) for cmd in commands]
-    try:
-        _first_completion(f"http://127.0.0.1:{port}", time.monotonic() + 120, procs[1])
-        ready = subprocess.run([str(exe), "ping", "--ready", "--socket", str(socket_path)], capture_output=True)
-        assert ready.returncode == 0 and ready.stdout.startswith(b"ok: 1 instance(s) ready"), ready
-    finally:
-        for proc in reversed(procs):
-            stop_process(proc, 60)
-        log.close()
-    gone = subprocess.run([str(exe), "ping", "--socket", str(socket_path)], capture_output=True, timeout=60)
-    assert gone.returncode == 1 and b"does not answer" in gone.stderr
+SPLIT_NO_NETWORK = r"""
+set -u
+ip link set lo up
+./lingma-gateway sim version
+./lingma-gateway sidecar --simulator --data-dir data --socket s.sock >split.log 2>&1 &
+sidecar=$!
+./lingma-gateway handler openai_chat,anthropic_messages --port "$PORT" --socket s.sock >>split.log 2>&1 &
+handler=$!
+url="http://127.0.0.1:$PORT"
+deadline=$(( $(date +%s) + 120 ))
+until curl -sf -o /dev/null "$url/readyz"; do
+  [ "$(date +%s)" -lt "$deadline" ] || { echo "not ready in time"; cat split.log; exit 1; }
+  sleep 0.1
+done
+echo "chat: $(curl -sf "$url/v1/chat/completions" -H 'content-type: application/json' \
+  -d '{"model": "auto", "messages": [{"role": "user", "content": "offline hello"}]}')"
+echo "tokens: $(curl -sf "$url/v1/messages/count_tokens" -H 'content-type: application/json' \
+  -H 'anthropic-version: 2023-06-01' -d "{\"model\": \"auto\", \"messages\": [{\"role\": \"user\", \"content\": \"say$(printf ' hello%.0s' $(seq 1000))\"}]}")"
+echo "tokens0: $(curl -sf "$url/v1/messages/count_tokens" -H 'content-type: application/json' \
+  -H 'anthropic-version: 2023-06-01' -d '{"model": "auto", "messages": [{"role": "user", "content": "say"}]}')"
+./lingma-gateway ping --ready --socket s.sock; echo "ping: $?"
+kill -TERM "$handler" "$sidecar"; wait "$handler" "$sidecar"
+./lingma-gateway ping --socket s.sock 2>&1; echo "ping after stop: $?"
+"""
+
+
+def test_the_executable_runs_split_mode_offline(alone: Path) -> None:
+    """Split mode and the simulator by name, in a network namespace with nothing but loopback."""
+    can_unshare()
+    env = {**os.environ, "PORT": str(free_port()), "GATEWAY_HEARTBEAT_SEC": "0.5"}
+    done = subprocess.run(
+        ["unshare", "-n", "bash", "-c", SPLIT_NO_NETWORK],
+        cwd=alone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    assert lines["version"]
+    assert "you said: offline hello" in json.loads(lines["chat"])["choices"][0]["message"]["content"]
+    extra = json.loads(lines["tokens"])["input_tokens"] - json.loads(lines["tokens0"])["input_tokens"]
+    assert extra == 1000, "the Qwen tokenizer counts 1,000 more tokens for 1,000 more ' hello'"
+    assert lines["ping"] == "0" and "ok: 1 instance(s) ready" in out
+    assert lines["ping after stop"] == "1" and "does not answer" in out
