@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 
 BODIES = {
     "/v1/chat/completions": lambda text: {"model": "auto", "messages": [{"role": "user", "content": text}]},
@@ -28,10 +27,10 @@ def _instances(url: str, path: str, headers: dict[str, str], n: int) -> set[str]
     return seen
 
 
-@pytest.mark.parametrize("path", list(BODIES))
-def test_one_header_keeps_new_conversations_on_one_instance(gateway_factory: Any, path: str) -> None:
+def test_one_header_keeps_new_conversations_on_one_instance(gateway_factory: Any) -> None:
     gw = gateway_factory(env={"INSTANCE_COUNT": "4"})
-    assert len(_instances(gw.url, path, {}, 8)) > 1, "without a header, conversations spread over instances"
-    for key in ("team-a", "team-b"):
-        assert len(_instances(gw.url, path, {"x-session-affinity": key}, 5)) == 1
-    assert len(_instances(gw.url, path, {OWN_HEADER[path]: "own"}, 5)) == 1
+    for path in BODIES:
+        assert len(_instances(gw.url, path, {}, 8)) > 1, f"{path}: without a header, conversations spread"
+        for key in ("team-a", "team-b"):
+            assert len(_instances(gw.url, path, {"x-session-affinity": key}, 5)) == 1, path
+        assert len(_instances(gw.url, path, {OWN_HEADER[path]: "own"}, 5)) == 1, path
