@@ -42,9 +42,11 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     password: str = ""
     session_bundle: str | None = None
     name: str | None = None
+    cell: str | None = None
+    """The cell (``GATEWAY_CELL``) that serves this account; each account belongs to exactly one."""
 
     def __repr__(self) -> str:
-        return f"Account(name={self.name!r})"
+        return f"Account(name={self.name!r}, cell={self.cell!r})"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,6 +103,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_max_request_line: int = 8192
     gateway_max_header_bytes: int = 32768
     gateway_max_headers: int = 100
+    gateway_cell: str = ""
 
     def __repr__(self) -> str:
         return f"Settings(data_dir={self.data_dir!r}, socket={self.socket_path!r})"
@@ -121,6 +124,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def work_dir(self) -> Path:
         return Path(self.lingma_work_dir) if self.lingma_work_dir else self.data_dir / "instances"
+
+    @property
+    def cell_accounts(self) -> tuple[tuple[int, Account], ...]:
+        """(position in ``LINGMA_ACCOUNTS``, account) of the accounts this process serves: its cell's, or all."""
+        return tuple(
+            (n, a) for n, a in enumerate(self.lingma_accounts) if not self.gateway_cell or a.cell == self.gateway_cell
+        )
 
     def key_name(self, key: str) -> str:
         """The name usage and limits are kept under: the key's given name, else a short hash of it."""
@@ -228,11 +238,46 @@ def _api_keys(raw: str) -> tuple[tuple[str, str], ...]:
 
 def _accounts(raw: str) -> tuple[Account, ...]:
     try:
-        return tuple(msgspec.json.decode(raw.encode(), type=list[Account]))
+        accounts = tuple(msgspec.json.decode(raw.encode(), type=list[Account]))
     except msgspec.DecodeError:
-        raise ValueError("expected a JSON list of {username, password, session_bundle?, name?}") from None
+        raise ValueError("expected a JSON list of {username, password, session_bundle?, name?, cell?}") from None
     except msgspec.ValidationError as exc:
         raise ValueError(f"invalid account list: {exc}") from None
+    for n, account in enumerate(accounts):
+        if account.cell is not None and not _CELL_NAME.fullmatch(account.cell):
+            raise ValueError(f"account #{n}: cell {account.cell!r} is not a valid cell name ({_CELL_RULE})")
+    return accounts
+
+
+def _cell(raw: str) -> str:
+    if not _CELL_NAME.fullmatch(raw):
+        raise ValueError(f"not a valid cell name ({_CELL_RULE})")
+    return raw
+
+
+def _cell_problems(settings: Settings) -> list[str]:
+    """Cells own their accounts explicitly, so that no rescale ever gives one account to two cells."""
+    accounts = settings.lingma_accounts
+    named = [a.cell is not None for a in accounts]
+    problems: list[str] = []
+    if not settings.gateway_cell:
+        if any(named):
+            problems.append("GATEWAY_CELL: LINGMA_ACCOUNTS assigns accounts to cells; set GATEWAY_CELL to this cell")
+        return problems
+    if settings.lingma_session_bundle:
+        problems.append(
+            "LINGMA_SESSION_BUNDLE: refused when cells are configured (it applies to the first instance of "
+            "whichever cell starts); give each account its own session_bundle"
+        )
+    unassigned = [str(n) for n, has_cell in enumerate(named) if not has_cell]
+    if unassigned:
+        problems.append(
+            f"LINGMA_ACCOUNTS: with GATEWAY_CELL set every account names its cell; account(s) #{', #'.join(unassigned)}"
+            " do not"
+        )
+    elif accounts and not settings.cell_accounts:
+        problems.append(f"LINGMA_ACCOUNTS: no account is assigned to cell {settings.gateway_cell!r}")
+    return problems
 
 
 def _aliases(raw: str) -> tuple[tuple[str, str], ...]:
@@ -273,6 +318,9 @@ def _socket_path(raw: str) -> str:
     return raw
 
 
+_CELL_RULE = "lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit"
+_CELL_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
 _Parser = Callable[[str], object]
 
 # (environment variable, field, parser, help text)
@@ -297,7 +345,12 @@ _SPEC: tuple[tuple[str, str, _Parser, str], ...] = (
         _positive_float,
         "seconds from chat/ask to a turn's first chunk; a turn that misses it fails with upstream_timeout",
     ),
-    ("LINGMA_ACCOUNTS", "lingma_accounts", _accounts, "JSON list of {username, password, session_bundle?, name?}"),
+    (
+        "LINGMA_ACCOUNTS",
+        "lingma_accounts",
+        _accounts,
+        "JSON list of {username, password, session_bundle?, name?, cell?}",
+    ),
     ("LINGMA_SESSION_BUNDLE", "lingma_session_bundle", str, "base64 tar.gz of a logged-in work dir"),
     ("INSTANCE_COUNT", "instance_count", _positive_int, "instances when no accounts are listed"),
     ("DEFAULT_MODEL", "default_model", str, "model key used for unknown model names"),
@@ -377,6 +430,12 @@ _SPEC: tuple[tuple[str, str, _Parser, str], ...] = (
     ("GATEWAY_MAX_REQUEST_LINE", "gateway_max_request_line", _positive_int, "request line limit in bytes (414)"),
     ("GATEWAY_MAX_HEADER_BYTES", "gateway_max_header_bytes", _positive_int, "request head limit in bytes (431)"),
     ("GATEWAY_MAX_HEADERS", "gateway_max_headers", _positive_int, "header fields per request (431)"),
+    (
+        "GATEWAY_CELL",
+        "gateway_cell",
+        _cell,
+        "this cell's name: serve only the accounts whose cell it is; instance ids start with it",
+    ),
 )
 
 SETTINGS_HELP: tuple[tuple[str, str], ...] = tuple((env, text) for env, _f, _p, text in _SPEC)
@@ -402,6 +461,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values["api_keys"] = tuple(key for _name, key in entries)
         values["api_key_names"] = tuple((name, key) for name, key in entries if name)
     settings = msgspec.structs.replace(Settings(), **values)
+    cell_problems = _cell_problems(settings)
+    if cell_problems:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(cell_problems))
     path = settings.socket_path
     if len(os.fsencode(str(path))) > MAX_SOCKET_PATH:
         raise SettingsError(

@@ -1,4 +1,4 @@
-"""``lingma-gateway``: ``serve`` (bundled), ``handler ROUTE[,ROUTE]`` (split) and ``sidecar``.
+"""``lingma-gateway``: ``serve`` (bundled), ``handler ROUTE[,ROUTE]`` (split), ``sidecar`` and ``ping``.
 
 Handlers never import the sidecar: ``serve`` runs it as a child process and ``sidecar`` hands over to
 ``python -m sidecar``, so a deploy of one route carries no process or SQLite code at all.
@@ -26,6 +26,7 @@ from common.settings import SETTINGS_HELP, Settings, SettingsError, load_setting
 from handlers.app import ROUTES, create_app
 from handlers.context import GatewayContext
 from handlers.http_guard import HttpLimits, guarded_protocol
+from handlers.probe import ping
 from handlers.supervisor import SidecarSupervisor
 from handlers.turn import DRAIN_GRACE
 
@@ -54,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("sidecar", help="run the pool sidecar alone (see: lingma-gateway sidecar --help)")
     sub.add_parser("doctor", help="check what serving needs (see: lingma-gateway doctor --help)")
     sub.add_parser("connect", help="print or write a client's settings (see: lingma-gateway connect --help)")
+    ping = sub.add_parser("ping", help="exit 0 when the sidecar answers on its socket (a container probe)")
+    ping.add_argument("--socket", help="sidecar socket (GATEWAY_SOCKET)")
+    ping.add_argument("--ready", action="store_true", help="exit 0 only when an instance is ready")
     for p in (serve, handler):
         p.add_argument("--host", help="bind address (GATEWAY_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="port (GATEWAY_PORT, default 8787)")
@@ -172,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return connect(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command == "ping":
+        if args.socket:
+            os.environ["GATEWAY_SOCKET"] = args.socket
+        return ping(_load().socket_path, ready=args.ready)
     _apply_flags(args)
     settings = _load()
     setup_logging(settings.log_level, json_lines=settings.log_json, component=args.command)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from common.log import setup_logging
@@ -30,7 +32,14 @@ EXIT_STARTUP = 4
 
 
 def simulator_binary() -> str:
-    """The installed ``lingma-sim``: beside this interpreter first, then on PATH."""
+    """The installed ``lingma-sim``: beside this interpreter first, then on PATH.
+
+    In the single executable (``scripts/build-binary``) it is a ``lingma-sim`` link to the executable itself,
+    which runs the simulator when called by that name; the link lives in the executable's private unpack
+    directory, so it goes away with it.
+    """
+    if getattr(sys, "frozen", False):
+        return _self_as_simulator(Path(getattr(sys, "_MEIPASS", tempfile.gettempdir())))
     beside = Path(sys.executable).with_name("lingma-sim")
     if beside.exists():
         return str(beside)
@@ -38,6 +47,13 @@ def simulator_binary() -> str:
     if found is None:
         raise SystemExit("lingma-gateway: --simulator needs the lingma-sim script, which is not installed")
     return found
+
+
+def _self_as_simulator(directory: Path) -> str:
+    link = directory / "lingma-sim"
+    with contextlib.suppress(FileExistsError):
+        link.symlink_to(sys.executable)
+    return str(link)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -30,10 +30,16 @@ PROBE_TIMEOUT = 10.0
 
 
 def instance_ids(settings: Settings) -> list[str]:
-    """Stable ids (docs/architecture.md §4.1): an account's name, else ``acct-<n>``, else ``inst-<n>``; no username."""
+    """Stable ids (docs/architecture.md §4.1): an account's name, else ``acct-<n>``, else ``inst-<n>``; no username.
+
+    In a cell (``GATEWAY_CELL``) only the cell's accounts run, and each id starts with the cell's name, so ids
+    stay unique across cells and ``x-lingma-instance`` tells which cell answered.
+    """
     if settings.lingma_accounts:
-        return [a.name or f"acct-{n}" for n, a in enumerate(settings.lingma_accounts)]
-    return [f"inst-{n}" for n in range(settings.instance_count)]
+        ids = [a.name or f"acct-{n}" for n, a in settings.cell_accounts]
+    else:
+        ids = [f"inst-{n}" for n in range(settings.instance_count)]
+    return [f"{settings.gateway_cell}-{iid}" for iid in ids] if settings.gateway_cell else ids
 
 
 class Pool:

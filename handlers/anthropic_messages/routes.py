@@ -15,6 +15,7 @@ from litestar.response import Stream
 
 from common.conversation import Conversation
 from common.log import REQUEST_ID
+from handlers.affinity import affinity_of
 from handlers.anthropic_messages.schema import CountTokensRequest, MessagesRequest
 from handlers.anthropic_messages.translate import AnthropicEncoder, to_conversation, to_message
 from handlers.body import read_json
@@ -24,7 +25,6 @@ from handlers.turn import collect_turn, instance_of, open_turn, sse_response
 
 __all__ = ("router",)
 
-SESSION_HEADER = "x-claude-code-session-id"
 R = TypeVar("R", bound=CountTokensRequest)
 
 
@@ -35,7 +35,7 @@ async def _decode(request: Request[object, object, State], kind: type[R]) -> tup
     conversation = to_conversation(
         req,
         key_fingerprint=key_fingerprint(key),
-        affinity=request.headers.get(SESSION_HEADER),
+        affinity=affinity_of(request.headers),
     )
     conversation = ctx.for_key(conversation, key)
     return req, conversation

@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.response import Stream
 
 from common.log import REQUEST_ID
+from handlers.affinity import affinity_of
 from handlers.body import read_json
 from handlers.context import context_of, key_fingerprint
 from handlers.errors import openai_exception_handlers
@@ -28,7 +29,7 @@ async def chat_completions(request: Request[object, object, State]) -> Response[
     conversation = to_conversation(
         req,
         key_fingerprint=key_fingerprint(key),
-        affinity=request.headers.get("x-session-affinity"),
+        affinity=affinity_of(request.headers),
     )
     conversation = ctx.for_key(conversation, key)
     completion_id = "chatcmpl-" + uuid.uuid4().hex

@@ -16,6 +16,7 @@ from litestar.datastructures import State
 from litestar.response import Stream
 
 from common.log import REQUEST_ID
+from handlers.affinity import affinity_of
 from handlers.body import read_json
 from handlers.context import context_of, key_fingerprint
 from handlers.errors import openai_exception_handlers
@@ -35,7 +36,6 @@ __all__ = ("router",)
 log = logging.getLogger("lingma_gateway.handlers.responses")
 
 PATHS = ["/v1/responses", "/responses"]
-AFFINITY_HEADERS = ("session-id", "session_id", "thread-id")
 _LOGGED_UNSERVED: set[str] = set()
 
 _WEBSOCKET_REFUSAL = msgspec.json.encode(
@@ -59,14 +59,6 @@ def _note_unserved(kinds: list[str]) -> None:
         HTTP_METRICS.unserved_tools.labels(kind).inc()
 
 
-def _affinity(request: Request[object, object, State]) -> str | None:
-    for name in AFFINITY_HEADERS:
-        value = request.headers.get(name)
-        if value:
-            return value
-    return None
-
-
 @post(PATHS, status_code=200)
 async def create_response(request: Request[object, object, State]) -> Response[bytes] | Stream:
     ctx = context_of(request)
@@ -76,7 +68,7 @@ async def create_response(request: Request[object, object, State]) -> Response[b
     conversation = to_conversation(
         req,
         key_fingerprint=key_fingerprint(key),
-        affinity=_affinity(request),
+        affinity=affinity_of(request.headers),
         response_id=response_id,
     )
     conversation = ctx.for_key(conversation, key)
