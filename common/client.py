@@ -22,6 +22,8 @@ from common.frames import FrameError, pack_frame, read_frame
 from common.protocol import (
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
+    AdminRequest,
+    AdminResult,
     Complete,
     CountTokens,
     Event,
@@ -274,6 +276,10 @@ class SidecarClient:
 
     async def count_tokens(self, conversation: Conversation) -> int:
         return _expect(await self.request(CountTokens(conversation=conversation)), TokenCount).input_tokens
+
+    async def admin(self, op: AdminRequest) -> AdminResult:
+        """A login or session-bundle operation; the answer carries its own HTTP status."""
+        return _expect(await self.request(op), AdminResult)
 
     async def aclose(self) -> None:
         while self._idle:

@@ -18,15 +18,23 @@ from common.errors import GatewayError, error_for_code
 __all__ = (
     "PROTOCOL_MAJOR",
     "PROTOCOL_MINOR",
+    "AdminRequest",
+    "AdminResult",
     "Complete",
     "CountTokens",
     "Event",
+    "ExportSession",
     "Failed",
     "Finished",
     "GetStats",
     "Hello",
     "HelloOk",
+    "ImportSession",
     "ListModels",
+    "LoginCallback",
+    "LoginStart",
+    "LoginStatus",
+    "LoginUrl",
     "ModelInfo",
     "ModelList",
     "Ping",
@@ -50,8 +58,9 @@ __all__ = (
 )
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 1
-"""1.1: ``HelloOk`` names the sidecar's pid and data dir, so ``serve`` can tell its own sidecar from another's."""
+PROTOCOL_MINOR = 2
+"""1.1: ``HelloOk`` names the sidecar's pid and data dir, so ``serve`` can tell its own sidecar from another's.
+1.2: the login and session-bundle operations (``LoginStart`` … ``ImportSession``, ``AdminResult``)."""
 
 
 class _Op(msgspec.Struct, tag_field="op", kw_only=True, omit_defaults=True):
@@ -91,7 +100,57 @@ class GetStats(_Op, tag="get_stats"):
     pass
 
 
-Request = Hello | Complete | CountTokens | ListModels | RawModels | Ping | GetStats
+class LoginStart(_Op, tag="login_start"):
+    """Start a browser login (an admin's start: it runs after ``login_failed`` too)."""
+
+    instance: str | None = None
+    show_browser: bool = False
+    request_id: str = ""
+
+
+class LoginStatus(_Op, tag="login_status"):
+    pass
+
+
+class LoginUrl(_Op, tag="login_url"):
+    """A fresh login URL for a person to open (when no browser can run beside the gateway)."""
+
+    instance: str | None = None
+
+
+class LoginCallback(_Op, tag="login_callback"):
+    """The callback URL a person's browser reached, handed to the instance's Lingma."""
+
+    instance: str
+    url: str
+
+
+class ExportSession(_Op, tag="session_export"):
+    instance: str | None = None
+    request_id: str = ""
+
+
+class ImportSession(_Op, tag="session_import"):
+    instance: str
+    bundle_b64: str
+
+
+Request = (
+    Hello
+    | Complete
+    | CountTokens
+    | ListModels
+    | RawModels
+    | Ping
+    | GetStats
+    | LoginStart
+    | LoginStatus
+    | LoginUrl
+    | LoginCallback
+    | ExportSession
+    | ImportSession
+)
+AdminRequest = LoginStart | LoginStatus | LoginUrl | LoginCallback | ExportSession | ImportSession
 
 
 class _Frame(msgspec.Struct, tag_field="t", kw_only=True, omit_defaults=True):
@@ -184,10 +243,17 @@ class TokenCount(_Frame, tag="token_count"):
     input_tokens: int
 
 
+class AdminResult(_Frame, tag="admin"):
+    """An operator answer: the HTTP status it stands for and its JSON body (never a secret, except an export)."""
+
+    status: int
+    json: str
+
+
 Event = Started | TextDelta | ReasoningDelta | ToolCall | Finished | Failed
 Reply = (
     HelloOk | Started | TextDelta | ReasoningDelta | ToolCall | Finished | Failed | ModelList | RawResult | Pong | Stats
-) | TokenCount
+) | (TokenCount | AdminResult)
 
 _encoder = msgspec.msgpack.Encoder()
 _request_decoder = msgspec.msgpack.Decoder(Request)

@@ -73,6 +73,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auto_login_timeout: float = 120.0
     auto_login_max_retry: int = 2
     dedicated_domain_url: str = ""
+    auto_login_browser: str = ""
+    auto_login_max_browsers: int = 2
+    lingma_probe_interval: float = 2.0
+    lingma_probe_timeout: float = 2.0
+    lingma_probe_misses: int = 3
     gateway_max_in_flight: int = 32
     gateway_queue_timeout_sec: float = 5.0
     session_reuse_enabled: bool = True
@@ -359,8 +364,13 @@ _SPEC: tuple[tuple[str, str, _Parser, str], ...] = (
     ("AUTO_LOGIN_ENABLED", "auto_login_enabled", _bool, "log in with a browser when an instance is logged out"),
     ("AUTO_LOGIN_HEADLESS", "auto_login_headless", _bool, "run the login browser headless"),
     ("AUTO_LOGIN_TIMEOUT", "auto_login_timeout", _positive_float, "seconds for one browser login"),
-    ("AUTO_LOGIN_MAX_RETRY", "auto_login_max_retry", _int, "browser login attempts"),
+    ("AUTO_LOGIN_MAX_RETRY", "auto_login_max_retry", _positive_int, "browser login attempts"),
     ("DEDICATED_DOMAIN_URL", "dedicated_domain_url", str, "enterprise endpoint set before login"),
+    ("AUTO_LOGIN_BROWSER", "auto_login_browser", str, "Chromium executable for the login (empty: chromium on PATH)"),
+    ("AUTO_LOGIN_MAX_BROWSERS", "auto_login_max_browsers", _positive_int, "login browsers running at once"),
+    ("LINGMA_PROBE_INTERVAL", "lingma_probe_interval", _positive_float, "seconds between auth/status probes"),
+    ("LINGMA_PROBE_TIMEOUT", "lingma_probe_timeout", _positive_float, "seconds a probe waits for its answer"),
+    ("LINGMA_PROBE_MISSES", "lingma_probe_misses", _positive_int, "missed probes in a row that mark unhealthy"),
     ("GATEWAY_MAX_IN_FLIGHT", "gateway_max_in_flight", _positive_int, "turns served at once across the pool"),
     (
         "GATEWAY_INSTANCE_MAX_IN_FLIGHT",

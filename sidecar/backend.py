@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from common.conversation import Conversation
-from common.protocol import Complete, Event, ModelInfo
+from common.protocol import AdminRequest, AdminResult, Complete, Event, ModelInfo
 
 __all__ = ("Backend",)
 
@@ -29,6 +29,10 @@ class Backend(Protocol):
     async def models(self) -> list[ModelInfo]: ...
 
     async def raw_models(self, instance: str | None) -> str: ...
+
+    async def admin(self, op: AdminRequest) -> AdminResult:
+        """Login and session-bundle operations (docs/login.md)."""
+        ...
 
     def readiness(self) -> tuple[bool, int]:
         """Whether a turn could be served now, and how many instances are ready."""

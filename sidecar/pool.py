@@ -14,11 +14,13 @@ from typing import Any
 
 from common.errors import GatewayError, NoCapacityError
 from common.protocol import ModelInfo
-from common.settings import Settings
+from common.settings import Account, Settings
 from sidecar.admission import queue_full, remaining_wait
 from sidecar.lingma.discover import find_binary
 from sidecar.lingma.instance import LingmaInstance
 from sidecar.lingma.models import flatten_models
+from sidecar.login.bundle import BundleError, import_bundle
+from sidecar.login.manager import LoginManager
 
 __all__ = ("Pool", "instance_ids")
 
@@ -60,11 +62,16 @@ class Pool:
                     startup_timeout=settings.lingma_startup_timeout,
                     rpc_timeout=settings.lingma_rpc_timeout,
                     first_chunk_timeout=settings.lingma_first_chunk_timeout,
+                    probe_interval=settings.lingma_probe_interval,
+                    probe_timeout=settings.lingma_probe_timeout,
+                    probe_misses=settings.lingma_probe_misses,
                 )
                 for n, iid in enumerate(instance_ids(settings))
             ]
         )
         self._by_id = {inst.id: inst for inst in self.instances}
+        self.accounts: dict[str, Account] = dict(zip(instance_ids(settings), settings.lingma_accounts, strict=False))
+        self.login = LoginManager(settings, self.instances, self.accounts)
         self._keepers: list[asyncio.Task[None]] = []
         self._models: dict[str, tuple[float, list[ModelInfo]]] = {}
         self._released = asyncio.Condition()
@@ -81,8 +88,10 @@ class Pool:
             for inst in self.instances:
                 inst.last_error = message
             return
-        for inst in self.instances:
+        self.login.announce()
+        for n, inst in enumerate(self.instances):
             Path(inst.work_dir).mkdir(parents=True, exist_ok=True)
+            self._import_bundle(n, inst)
             self._keepers.append(asyncio.create_task(self._keep_started(inst), name=f"start {inst.id}"))
         # Give the first start a chance to finish before traffic arrives; never block past the startup timeout.
         with contextlib.suppress(TimeoutError):
@@ -90,6 +99,25 @@ class Pool:
                 await asyncio.gather(*(i.wait_ready(self.settings.lingma_startup_timeout) for i in self.instances))
                 # Learn the model lists now, so the first turn does not wait on config/queryModels.
                 await asyncio.gather(*(self.models_of(i) for i in self.ready()), return_exceptions=True)
+
+    def _import_bundle(self, n: int, inst: LingmaInstance) -> None:
+        """Before Lingma starts: an account's bundle for its instance, ``LINGMA_SESSION_BUNDLE`` for the first."""
+        account = self.accounts.get(inst.id)
+        bundle = account.session_bundle if account and account.session_bundle else None
+        if bundle is None and n == 0:
+            bundle = self.settings.lingma_session_bundle or None
+        if not bundle:
+            return
+        try:
+            applied = import_bundle(bundle, inst.work_dir, account=inst.id)
+        except BundleError as exc:
+            inst.last_error = str(exc)
+            log.error("%s", exc)
+            return
+        if applied:
+            log.info("instance %s: session bundle imported", inst.id)
+        else:
+            log.info("instance %s already holds a login; its session bundle was not applied", inst.id)
 
     async def _keep_started(self, inst: LingmaInstance) -> None:
         """Retry a start that failed (binary missing, port trouble); the instance supervises itself after."""
@@ -104,6 +132,7 @@ class Pool:
                 await asyncio.sleep(delay)
 
     async def stop(self) -> None:
+        await self.login.stop()
         tasks = [*self._keepers, *self._recovering.values()]
         for task in tasks:
             task.cancel()
@@ -145,21 +174,25 @@ class Pool:
             self._recovering.pop(inst.id, None)
 
     def no_capacity(self) -> GatewayError:
-        logged_out = [i.id for i in self.instances if i.state == "login_required"]
-        if logged_out and len(logged_out) == len(self.instances):
-            names = ", ".join(logged_out)
-            return NoCapacityError(
-                f"Lingma instance {names} is not logged in and needs a login: sign in to Lingma with its work "
-                "directory (<data>/instances/<id>/) and restart the sidecar",
-                retry_after_s=30,
-            )
-        states = ", ".join(f"{i.id}: {self._state(i)}" for i in self.instances)
+        """Answered at once when nothing can serve; the message says what each instance is doing."""
+        parts = [self._why(i) for i in self.instances]
         cooling = [until - time.time() for until in self._cooldown.values()]
         retry = max(1.0, min(cooling)) if cooling else 5.0
-        return NoCapacityError(f"no Lingma instance can serve now ({states})", retry_after_s=retry)
+        if all(i.state == "login_required" for i in self.instances):
+            retry = 10.0 if any(self.login.records[i.id].state == "running" for i in self.instances) else 30.0
+        return NoCapacityError(f"no Lingma instance can serve now: {'; '.join(parts)}", retry_after_s=retry)
+
+    def _why(self, inst: LingmaInstance) -> str:
+        if inst.state == "login_required":
+            return self.login.describe(inst)
+        if inst.state == "unhealthy" and inst.last_error:
+            return f"{inst.id} is unhealthy ({inst.last_error})"
+        return f"{inst.id} is {self._state(inst)}"
 
     def _state(self, inst: LingmaInstance) -> str:
-        return "cooling_down" if inst.id in self._cooldown and inst.state == "ready" else inst.state
+        if inst.id in self._cooldown and inst.state == "ready":
+            return "cooling_down"
+        return self.login.state_of(inst)
 
     def choose(self, preferred: str | None, affinity: str | None) -> LingmaInstance:
         ready = self.ready()
@@ -216,6 +249,16 @@ class Pool:
                 "in_flight": self._busy[i.id],
                 "served_total": i.served_total,
                 "restarts_total": i.restarts_total,
+                "unhealthy_total": i.unhealthy_total,
+                "probes": {
+                    "total": i.prober.probes_total,
+                    "missed_total": i.prober.missed_total,
+                    "missed_in_a_row": i.prober.misses,
+                    "last_answer_at": i.prober.last_answer_at,
+                },
+                "auth": i.auth,
+                "auto_login": self.login.records[i.id].public(),
+                "reason": self._why(i) if self._state(i) != "ready" else None,
                 "cooldown_until": self._cooldown.get(i.id),
                 "last_error": i.last_error,
             }

@@ -28,12 +28,18 @@ from common.protocol import (
     Complete,
     CountTokens,
     Event,
+    ExportSession,
     Failed,
     Finished,
     GetStats,
     Hello,
     HelloOk,
+    ImportSession,
     ListModels,
+    LoginCallback,
+    LoginStart,
+    LoginStatus,
+    LoginUrl,
     ModelList,
     Ping,
     Pong,
@@ -206,6 +212,8 @@ class SidecarServer:
                     return ModelList(models=await self.backend.models())
                 case RawModels(instance=instance):
                     return RawResult(json=await self.backend.raw_models(instance))
+                case LoginStart() | LoginStatus() | LoginUrl() | LoginCallback() | ExportSession() | ImportSession():
+                    return await self.backend.admin(op)
                 case CountTokens(conversation=conversation):
                     self.stats.requests["count_tokens"] += 1
                     return TokenCount(input_tokens=await self.backend.count_tokens(conversation))

@@ -21,6 +21,8 @@ from common.errors import (
     PreviousResponseNotFoundError,
 )
 from common.protocol import (
+    AdminRequest,
+    AdminResult,
     Complete,
     Event,
     ModelInfo,
@@ -29,6 +31,7 @@ from common.protocol import (
 from common.settings import Settings
 from sidecar.lingma.instance import LingmaInstance
 from sidecar.lingma.models import resolve_model
+from sidecar.login.admin import LoginAdmin
 from sidecar.offload import Offload
 from sidecar.pool import Pool
 from sidecar.prompt import RenderedPrompt, render
@@ -61,6 +64,7 @@ class LingmaBackend:
         )
         self.offload = Offload()
         self.runner = TurnRunner(self.pool, self.cache, stats, self.offload)
+        self.login_admin = LoginAdmin(self.pool)
 
     async def open(self) -> None:
         await self.cache.open(lock_timeout=self.settings.session_cache_lock_timeout)
@@ -181,6 +185,11 @@ class LingmaBackend:
             if turn.claim is not None and not turn.claim_spent:
                 await self.cache.restore(turn.claim)
             raise
+
+    # -- logins and bundles ----------------------------------------------------------------------------
+
+    async def admin(self, op: AdminRequest) -> AdminResult:
+        return await self.login_admin.handle(op)
 
     # -- health ---------------------------------------------------------------------------------------
 

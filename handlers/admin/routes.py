@@ -1,12 +1,16 @@
-"""Operator endpoints: stats and the raw model list. They never echo credentials."""
+"""Operator endpoints: stats, the raw model list, logins and session export. They never echo credentials,
+except the bundle an export hands out, which is why export always requires ``ADMIN_TOKEN``."""
 
 from __future__ import annotations
 
 import json
 
-from litestar import Request, Response, Router, get
+from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
 
+from common.errors import NotFoundError
+from common.log import REQUEST_ID
+from common.protocol import AdminResult, ExportSession, LoginStart, LoginStatus
 from handlers.context import context_of
 from handlers.errors import openai_exception_handlers
 
@@ -37,4 +41,46 @@ async def raw_models(request: Request[object, object, State]) -> Response[bytes]
     return Response(raw.encode(), media_type="application/json")
 
 
-router = Router(path="/", route_handlers=[stats, usage, raw_models], exception_handlers=openai_exception_handlers)
+def _json(result: AdminResult) -> Response[bytes]:
+    return Response(result.json.encode(), status_code=result.status, media_type="application/json")
+
+
+@post("/internal/auto-login/start", status_code=200)
+async def auto_login_start(request: Request[object, object, State]) -> Response[bytes]:
+    ctx = context_of(request)
+    ctx.authenticate_admin(request)
+    show = request.query_params.get("show_browser", "").lower() in ("1", "true", "yes")
+    op = LoginStart(
+        instance=request.query_params.get("instance") or None, show_browser=show, request_id=REQUEST_ID.get()
+    )
+    return _json(await ctx.client.admin(op))
+
+
+@get("/internal/auto-login/status")
+async def auto_login_status(request: Request[object, object, State]) -> Response[bytes]:
+    ctx = context_of(request)
+    ctx.authenticate_admin(request)
+    return _json(await ctx.client.admin(LoginStatus()))
+
+
+@post("/internal/session/export", status_code=200)
+async def session_export(request: Request[object, object, State]) -> Response[bytes]:
+    ctx = context_of(request)
+    if not ctx.settings.admin_token:
+        if not ctx.settings.api_keys:
+            raise NotFoundError("not found")
+        body = (
+            b'{"error": {"message": "session export hands out account credentials: it requires ADMIN_TOKEN, '
+            b'which is not set", "type": "permission_error", "param": null, "code": "admin_token_required"}}'
+        )
+        return Response(body, status_code=403, media_type="application/json")
+    ctx.authenticate_admin(request)
+    op = ExportSession(instance=request.query_params.get("instance") or None, request_id=REQUEST_ID.get())
+    return _json(await ctx.client.admin(op))
+
+
+router = Router(
+    path="/",
+    route_handlers=[stats, usage, raw_models, auto_login_start, auto_login_status, session_export],
+    exception_handlers=openai_exception_handlers,
+)

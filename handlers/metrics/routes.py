@@ -20,7 +20,17 @@ from handlers.observability import HTTP_METRICS
 
 __all__ = ("router", "sidecar_metrics")
 
-_STATES = ("starting", "login_required", "logging_in", "ready", "cooling_down", "unhealthy", "restarting", "stopped")
+_STATES = (
+    "starting",
+    "login_required",
+    "logging_in",
+    "login_failed",
+    "ready",
+    "cooling_down",
+    "unhealthy",
+    "restarting",
+    "stopped",
+)
 
 
 def _name(text: str) -> str:
@@ -39,12 +49,25 @@ def sidecar_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
     states = GaugeMetricFamily("lingma_gateway_instance_state", "instances by state", labels=["instance", "state"])
     served = CounterMetricFamily("lingma_gateway_instance_served", "turns served", labels=["instance"])
     restarts = CounterMetricFamily("lingma_gateway_instance_restarts", "process restarts", labels=["instance"])
+    hung = CounterMetricFamily(
+        "lingma_gateway_instance_unhealthy", "times a hung process was taken out and restarted", labels=["instance"]
+    )
+    missed = CounterMetricFamily(
+        "lingma_gateway_instance_probes_missed", "unanswered auth/status probes", labels=["instance"]
+    )
+    attempts = GaugeMetricFamily(
+        "lingma_gateway_instance_login_attempts", "attempts of the current or last login", labels=["instance", "state"]
+    )
     for inst in stats.get("pool", {}).get("instances", []):
         for state in _STATES:
             states.add_metric([inst["id"], state], 1.0 if inst.get("state") == state else 0.0)
         served.add_metric([inst["id"]], inst.get("served_total", 0))
         restarts.add_metric([inst["id"]], inst.get("restarts_total", 0))
-    yield from (states, served, restarts)
+        hung.add_metric([inst["id"]], inst.get("unhealthy_total", 0))
+        missed.add_metric([inst["id"]], inst.get("probes", {}).get("missed_total", 0))
+        login = inst.get("auto_login", {})
+        attempts.add_metric([inst["id"], str(login.get("state", "idle"))], login.get("attempts", 0))
+    yield from (states, served, restarts, hung, missed, attempts)
     for section in ("requests", "session_cache", "tools"):
         family = CounterMetricFamily(f"lingma_gateway_{section}", f"sidecar {section} counters", labels=["kind"])
         for key, value in _flatten(stats.get(section, {})):

@@ -8,6 +8,7 @@ whose ``match`` is found in the newest message, else the next unmatched entry in
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,8 @@ import msgspec
 
 from common.conversation import Conversation
 from common.protocol import (
+    AdminRequest,
+    AdminResult,
     Complete,
     Event,
     Failed,
@@ -108,6 +111,10 @@ class ScriptedBackend:
 
     async def raw_models(self, instance: str | None) -> str:
         return '{"chat":[{"key":"scripted","displayName":"Scripted","isDefault":true}]}'
+
+    async def admin(self, op: AdminRequest) -> AdminResult:
+        body = {"ok": False, "error": "a scripted sidecar has no Lingma accounts"}
+        return AdminResult(status=404, json=json.dumps(body))
 
     def readiness(self) -> tuple[bool, int]:
         return True, 1

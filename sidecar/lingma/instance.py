@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from sidecar.lingma.errors import logged_out_error
 from sidecar.lingma.events import UpstreamEvent
 from sidecar.lingma.params import AskMode, ask_params, initialize_params, tool_unavailable_result
 from sidecar.lingma.pidfile import end_stale_process
+from sidecar.lingma.prober import Prober
 from sidecar.lingma.process import LingmaProcess, launch
 from sidecar.lingma.rpc import JsonObject, RpcConnection
 
@@ -30,6 +31,9 @@ __all__ = ("InstanceState", "LingmaInstance")
 log = logging.getLogger(__name__)
 
 InstanceState = Literal["starting", "login_required", "ready", "restarting", "unhealthy", "stopped"]
+
+_AUTH_KEYS = ("status", "id", "accountId", "name", "userType", "cloudType", "expireTime", "whitelist")
+"""What of ``auth/status`` the gateway keeps and shows: never the tokens it also carries."""
 
 MAX_RESTART_DELAY = 30.0
 STABLE_UPTIME = 30.0
@@ -52,6 +56,9 @@ class LingmaInstance:
         first_chunk_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         restart_delay: float = 1.0,
+        probe_interval: float = 2.0,
+        probe_timeout: float = 2.0,
+        probe_misses: int = 3,
     ) -> None:
         self.id = instance_id
         self.binary = binary
@@ -73,6 +80,21 @@ class LingmaInstance:
         self.in_flight = 0
         self.served_total = 0
         self.tool_invokes_total = 0
+        self.unhealthy_total = 0
+        self.auth: JsonObject = {}
+        """The last ``auth/status`` answer, without its tokens."""
+        self.on_state: Callable[[LingmaInstance], None] | None = None
+        """Called after every state change (the pool starts logins from it)."""
+        self.prober = Prober(
+            f"Lingma instance {instance_id}",
+            probe=self._read_auth,
+            can_probe=self._probe_wanted,
+            on_hung=self._hung,
+            interval=probe_interval,
+            timeout=probe_timeout,
+            misses=probe_misses,
+        )
+        self._probing: asyncio.Task[None] | None = None
 
     @property
     def state(self) -> InstanceState:
@@ -105,13 +127,16 @@ class LingmaInstance:
             self._set_state("unhealthy")
             raise
         self._watcher = asyncio.create_task(self._supervise(), name=f"lingma {self.id} watcher")
+        self._probing = asyncio.create_task(self.prober.run(), name=f"lingma {self.id} prober")
 
     async def stop(self) -> None:
         self._stopping = True
         watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+        probing, self._probing = self._probing, None
+        for task in (watcher, probing):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self._shutdown(f"Lingma instance {self.id} was stopped")
         self._set_state("stopped")
 
@@ -176,6 +201,7 @@ class LingmaInstance:
             self.served_total += 1
         except NoCapacityError:
             self._set_state("login_required")
+            self.prober.poke()
             raise
         finally:
             self.in_flight -= 1
@@ -220,7 +246,7 @@ class LingmaInstance:
             # 2.11.1 logs "unknown method: initialized"; known clients send it anyway (docs/lingma-protocol.md §3).
             await conn.notify("initialized", {})
             self._proc, self._conn = proc, conn
-            await self._read_auth(self.startup_timeout)
+            await self._read_auth(self.startup_timeout, launching=True)
         except BaseException as exc:
             self._proc = self._conn = None
             await conn.close(f"Lingma instance {self.id} failed to start")
@@ -229,13 +255,35 @@ class LingmaInstance:
                 raise UpstreamUnavailableError(f"Lingma instance {self.id} failed its handshake: {exc}") from exc
             raise
 
-    async def _read_auth(self, timeout: float) -> JsonObject:
+    async def _read_auth(self, timeout: float, *, launching: bool = False) -> JsonObject:
         result = await self._connection().request("auth/status", {}, timeout=timeout)
         status: JsonObject = result if isinstance(result, dict) else {}
-        if not self._stopping and self._state != "stopped":
+        self.auth = {k: status[k] for k in _AUTH_KEYS if k in status}
+        if not self._stopping and (launching or self._state in ("ready", "login_required")):
             # Logged in means a truthy user id (docs/lingma-protocol.md §4.1).
             self._set_state("ready" if status.get("id") else "login_required")
         return status
+
+    def _probe_wanted(self) -> bool:
+        return self._state in ("ready", "login_required") and self._conn is not None and not self._conn.closed
+
+    def recycle(self, reason: str) -> None:
+        """Restart the process (it reads its work dir again), through the watcher's usual path."""
+        proc = self._proc
+        if proc is not None and not self._stopping:
+            log.info("Lingma instance %s: restarting (%s)", self.id, reason)
+            proc.kill()
+
+    async def _hung(self, reason: str) -> None:
+        """Take a hung process out of the rotation and kill it; the watcher then restarts it."""
+        proc = self._proc
+        if proc is None or self._stopping:
+            return
+        log.error("%s; restarting it", reason)
+        self.last_error = reason
+        self.unhealthy_total += 1
+        self._set_state("unhealthy")
+        proc.kill()
 
     def _connection_lost(self, reason: str) -> None:
         """Leave "ready" the moment the socket goes, before the watcher task gets to run."""
@@ -257,10 +305,13 @@ class LingmaInstance:
                 if self._stopped():
                     return
                 failures = 0 if time.monotonic() - started >= STABLE_UPTIME else failures + 1
-                log.warning("%s; restarting", reason)
-                self.last_error = reason
+                hung = self._state == "unhealthy"
+                if not hung:
+                    log.warning("%s; restarting", reason)
+                    self.last_error = reason
                 await self._shutdown(reason)
-                self._set_state("restarting")
+                if not hung:  # a hung process stays "unhealthy" until it is back
+                    self._set_state("restarting")
                 failures = await self._restart(failures)
         except Exception as exc:
             log.exception("the watcher of Lingma instance %s failed", self.id)
@@ -321,3 +372,5 @@ class LingmaInstance:
             self._state = state
             changed, self._changed = self._changed, asyncio.Event()
             changed.set()
+            if self.on_state is not None:
+                self.on_state(self)

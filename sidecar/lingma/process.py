@@ -67,6 +67,12 @@ class LingmaProcess:
     async def wait(self) -> int:
         return await self._proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL at once: a hung (or stopped) process would never act on SIGINT."""
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+
     async def stop(self, *, grace: float = 3.0) -> int:
         """SIGINT, wait up to ``grace`` seconds, then SIGKILL; the pidfile goes too."""
         try:

@@ -1,0 +1,1 @@
+"""Accounts that log themselves in: the browser login, session bundles, and the per-instance login state."""
