@@ -180,7 +180,9 @@ class Dispatcher:
     async def _auth_status(self, conn: Connection, params: dict[str, Any]) -> Any:
         user = self._work.user()
         if user is None:
-            return {"status": 1, "id": "", "accountId": "", "name": "", "token": "", "refreshToken": ""}
+            expired = self._work.stored_user() is not None
+            status = 3 if expired else 1  # LOGIN_EXPIRED, NOT_LOGIN
+            return {"status": status, "id": "", "accountId": "", "name": "", "token": "", "refreshToken": ""}
         return {
             "status": 2,
             "id": user.uid,

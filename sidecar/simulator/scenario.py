@@ -82,10 +82,18 @@ class ReplyItem(msgspec.Struct):
 
 
 class LoginSpec(msgspec.Struct):
+    """The ``login`` block: how the simulated login page behaves (see ``http_login``)."""
+
     start_logged_out: bool = False
     delay_ms: float = 0
     second_step: bool = False
     accounts: dict[str, str] = msgspec.field(default_factory=dict)
+    redirects: int = 0
+    """Hops between ``/lingma/login`` and the sign-in form (the real entry goes through several)."""
+    captcha: bool = False
+    """The sign-in page asks for a captcha instead of a password."""
+    expire_after_ms: float = 0
+    """The process's first login (at start, or by the page) expires this long after it was made."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,15 +92,16 @@ async def serve(options: StartOptions) -> int:
     except ScenarioError as exc:
         print(f"lingma-sim: {exc}", file=sys.stderr)
         return 2
+    http = LoginHttp(work, LoginNonces(), scenario.login)
     if not (_env_flag("LINGMA_SIM_LOGGED_OUT") or scenario.login.start_logged_out) and work.user() is None:
-        work.write_user(default_user(machine_id))
+        work.write_user(http.first_login(default_user(machine_id)))
     quirks = os.environ.get("LINGMA_SIM_QUIRKS", "1").strip() not in ("0", "false", "no", "off")
 
     journal = Journal(
         Path(os.environ.get("LINGMA_SIM_JOURNAL") or work.root / "sim-journal.jsonl"),
         max_bytes=_env_bytes("LINGMA_SIM_JOURNAL_MAX_BYTES", DEFAULT_MAX_BYTES),
     )
-    nonces = LoginNonces()
+    nonces = http.nonces
     picker = TurnPicker(scenario, digest, work.root.name, work.scenario_cursor)
     chat = ChatService(
         SessionStore(work.sessions),
@@ -111,7 +112,6 @@ async def serve(options: StartOptions) -> int:
     )
     dispatcher = Dispatcher(work, chat, nonces, journal, http_port=options.http_port, default_endpoint=options.endpoint)
     simulator = _Simulator(dispatcher, chat, journal, quirks)
-    http = LoginHttp(work, nonces, scenario.login)
 
     try:
         ws_server: Server = await ws_serve(

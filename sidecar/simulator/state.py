@@ -83,7 +83,12 @@ class WorkDir:
         return self.machine_id
 
     def user(self) -> UserInfo | None:
-        """The logged-in user, if ``cache/user`` exists, decodes, and was written for this ``cache/id``."""
+        """The logged-in user: ``cache/user`` exists, decodes, was written for this ``cache/id``, has not expired."""
+        user = self.stored_user()
+        return user if user is not None and user.expire_time > time.time() * 1000 else None
+
+    def stored_user(self) -> UserInfo | None:
+        """``cache/user`` for this ``cache/id``, expired or not."""
         try:
             raw = base64.b64decode(self._user_file.read_bytes(), validate=True)
             user = msgspec.json.decode(raw, type=UserInfo)
