@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lingma-gateway: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, json_lines=settings.log_json, component="sidecar")
+    # websockets logs every frame at DEBUG, and Lingma's frames carry tokens (auth/status): never below INFO.
+    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
     # Conversations, Lingma's login state and its logs live under the data dir: owner-only, whatever the umask.
     os.umask(0o077)
     lock = DataDirLock(settings.data_dir)
