@@ -86,7 +86,7 @@ def test_wrong_password_is_retried_then_login_failed_and_requests_start_nothing(
                 "password": PASSWORD,
                 "session_bundle": sim_bundle("machine-two", "a2@example.com", "5550000000000002"),
             },
-        ),  # fmt: skip
+        ),
         "AUTO_LOGIN_MAX_RETRY": "2",
         "AUTO_LOGIN_TIMEOUT": "60",
     }
