@@ -26,6 +26,7 @@ from common.settings import SETTINGS_HELP, Settings, SettingsError, load_setting
 from handlers.app import ROUTES, create_app
 from handlers.context import GatewayContext
 from handlers.http_guard import HttpLimits, guarded_protocol
+from handlers.login_cli import add_commands, run_command
 from handlers.probe import ping
 from handlers.supervisor import SidecarSupervisor
 from handlers.turn import DRAIN_GRACE
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     ping = sub.add_parser("ping", help="exit 0 when the sidecar answers on its socket (a container probe)")
     ping.add_argument("--socket", help="sidecar socket (GATEWAY_SOCKET)")
     ping.add_argument("--ready", action="store_true", help="exit 0 only when an instance is ready")
+    add_commands(sub)
     for p in (serve, handler):
         p.add_argument("--host", help="bind address (GATEWAY_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="port (GATEWAY_PORT, default 8787)")
@@ -70,9 +72,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _apply_flags(args: argparse.Namespace) -> None:
+    port = getattr(args, "port", None)
     pairs = {
-        "GATEWAY_HOST": args.host,
-        "GATEWAY_PORT": None if args.port is None else str(args.port),
+        "GATEWAY_HOST": getattr(args, "host", None),
+        "GATEWAY_PORT": None if port is None else str(port),
         "GATEWAY_SOCKET": args.socket,
         "GATEWAY_DATA_DIR": getattr(args, "data_dir", None) and str(Path(args.data_dir).resolve()),
         "LINGMA_SIM_SCENARIO": getattr(args, "scenario", None) and str(Path(args.scenario).resolve()),
@@ -80,7 +83,7 @@ def _apply_flags(args: argparse.Namespace) -> None:
     for name, value in pairs.items():
         if value:
             os.environ[name] = value
-    if args.allow_open:
+    if getattr(args, "allow_open", False):
         os.environ["GATEWAY_ALLOW_OPEN"] = "true"
 
 
@@ -183,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     _apply_flags(args)
     settings = _load()
     setup_logging(settings.log_level, json_lines=settings.log_json, component=args.command)
+    if args.command in ("login", "bundle"):
+        return run_command(args, argv, settings)
     _check_bind(settings)
     if args.command == "handler":
         routes = tuple(r.strip() for r in args.routes.split(",") if r.strip())

@@ -126,6 +126,9 @@ async def run(settings: Settings, script: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["login"], ["bundle"]):
+        return _offline(argv)
     args = parse_args(argv)
     apply_flags(args)
     try:
@@ -152,5 +155,32 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:  # pragma: no cover - uvloop is a dependency wherever it builds
             return asyncio.run(run(settings, args.script))
         return uvloop.run(run(settings, args.script))
+    finally:
+        lock.release()
+
+
+def _offline(argv: list[str]) -> int:
+    """``login`` and ``bundle`` on a data dir that no running gateway serves."""
+    from sidecar.offline import parse, run_offline
+
+    args = parse(argv)
+    apply_flags(argparse.Namespace(data_dir=args.data_dir, socket=args.socket, simulator=args.simulator, scenario=None))
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"lingma-gateway: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level, json_lines=settings.log_json, component="cli")
+    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
+    os.umask(0o077)
+    lock = DataDirLock(settings.data_dir)
+    try:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock.acquire()  # no gateway may start on this data dir meanwhile
+    except (OSError, StartupError) as exc:
+        print(f"lingma-gateway: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return run_offline(args, settings)
     finally:
         lock.release()

@@ -32,7 +32,7 @@ from sidecar.login.failure import LoginFailed
 from sidecar.login.flow import generate_login_url
 from sidecar.pool import Pool
 
-__all__ = ("LoginAdmin",)
+__all__ = ("LoginAdmin", "forward_callback")
 
 log = logging.getLogger("lingma_gateway.login")
 
@@ -159,12 +159,16 @@ class LoginAdmin:
         parts = urllib.parse.urlsplit(op.url.strip())
         if parts.path != "/auth/callback" or not parts.query:
             return _error(400, "that is not a Lingma callback URL (…/auth/callback?state=…)", inst.id)
-        target = f"http://127.0.0.1:{inst.http_port}/auth/callback?{parts.query}"
-        status = await asyncio.to_thread(_get_status, target)
+        status = await forward_callback(inst.http_port, parts.query)
         inst.prober.poke()
         if status != 200:
             return _error(409, f"Lingma refused the callback (HTTP {status}); start a new login", inst.id)
         return _answer(200, {"ok": True, "instance": inst.id, "state": "callback_accepted"})
+
+
+async def forward_callback(http_port: int, query: str) -> int:
+    """GET Lingma's own ``/auth/callback`` on its loopback port with the page's query; the HTTP status."""
+    return await asyncio.to_thread(_get_status, f"http://127.0.0.1:{http_port}/auth/callback?{query}")
 
 
 def _get_status(url: str) -> int:
