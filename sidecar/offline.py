@@ -19,7 +19,7 @@ from pathlib import Path
 from common.settings import Settings
 from sidecar.lingma.instance import LingmaInstance
 from sidecar.login.admin import forward_callback
-from sidecar.login.bundle import BundleError, export_bundle, import_bundle
+from sidecar.login.bundle import BundleError, export_bundle, import_bundle, is_logged_in_dir
 from sidecar.login.failure import LoginFailed
 from sidecar.login.flow import confirm, generate_login_url
 from sidecar.pool import Pool, instance_ids
@@ -52,7 +52,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def run_offline(args: argparse.Namespace, settings: Settings) -> int:
     ids = instance_ids(settings)
-    wanted = args.instance or ids[0]
+    wanted = args.instance or next((i for i in ids if not is_logged_in_dir(settings.work_dir / i)), ids[0])
     if wanted not in ids:
         print(f"lingma-gateway: unknown instance {wanted}; this configuration has {', '.join(ids)}", file=sys.stderr)
         return 2

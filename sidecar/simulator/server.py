@@ -113,6 +113,14 @@ async def serve(options: StartOptions) -> int:
     dispatcher = Dispatcher(work, chat, nonces, journal, http_port=options.http_port, default_endpoint=options.endpoint)
     simulator = _Simulator(dispatcher, chat, journal, quirks)
 
+    # The HTTP port first: a client that dials the WebSocket must never talk to a process about to exit
+    # because its second port was taken.
+    try:
+        http_server = await asyncio.start_server(http.handle, "127.0.0.1", options.http_port)
+    except OSError as exc:
+        print(f"lingma-sim: cannot listen on http port {options.http_port}: {exc}", file=sys.stderr)
+        _log.error("http port %d unavailable: %s", options.http_port, exc)
+        return 1
     try:
         ws_server: Server = await ws_serve(
             simulator.on_connection,
@@ -123,15 +131,9 @@ async def serve(options: StartOptions) -> int:
             compression=None,
         )
     except OSError as exc:
+        http_server.close()
         print(f"lingma-sim: cannot listen on websocket port {options.socket_port}: {exc}", file=sys.stderr)
         _log.error("websocket port %d unavailable: %s", options.socket_port, exc)
-        return 1
-    try:
-        http_server = await asyncio.start_server(http.handle, "127.0.0.1", options.http_port)
-    except OSError as exc:
-        ws_server.close()
-        print(f"lingma-sim: cannot listen on http port {options.http_port}: {exc}", file=sys.stderr)
-        _log.error("http port %d unavailable: %s", options.http_port, exc)
         return 1
 
     stop = asyncio.Event()

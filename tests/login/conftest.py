@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.gateway import Gateway
+from tests.lingma.conftest import free_port_pair
 
 ADMIN = "adm-7f3c9e1d2b"
 KEY = "key-a81d4c6e0f"
@@ -93,7 +94,9 @@ def login_gateways(short_dir: Path) -> Iterator[Any]:
     made: list[LoginGateway] = []
 
     def make(*, wait: str = "up", api_keys: bool = True, admin: bool = True, **kwargs: Any) -> LoginGateway:
-        env = {**FAST_PROBES, "LOG_LEVEL": "DEBUG", **kwargs.pop("env", {})}
+        # A port pair of its own: gateways of other tests (or worktrees) start from the same default.
+        ports = {"LINGMA_SOCKET_PORT": str(free_port_pair())}
+        env = {**FAST_PROBES, **ports, "LOG_LEVEL": "DEBUG", **kwargs.pop("env", {})}
         if api_keys:
             env["API_KEYS"] = KEY
         if admin:

@@ -53,7 +53,8 @@ def test_a_hung_lingma_is_unhealthy_within_seconds_then_restarted(login_gateways
     after = gw.stats()["inst-0"]
     assert after["unhealthy_total"] == 1 and after["restarts_total"] >= 1 and after["pid"] != pid
     assert httpx.get(gw.url + "/readyz", timeout=5).status_code == 200
-    assert gw.chat("back again").status_code == 200
+    r = gw.chat("back again")
+    assert r.status_code == 200, r.text
     metrics = httpx.get(gw.url + "/metrics", headers=KEY_HEADERS, timeout=5).text
     assert 'lingma_gateway_instance_unhealthy_total{instance="inst-0"} 1.0' in metrics
 
