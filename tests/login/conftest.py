@@ -20,7 +20,9 @@ ADMIN = "adm-7f3c9e1d2b"
 KEY = "key-a81d4c6e0f"
 ADMIN_HEADERS = {"authorization": f"Bearer {ADMIN}"}
 KEY_HEADERS = {"authorization": f"Bearer {KEY}"}
-FAST_PROBES = {"LINGMA_PROBE_INTERVAL": "0.3", "LINGMA_PROBE_TIMEOUT": "0.5", "LINGMA_PROBE_MISSES": "2"}
+FAST_PROBES = {"LINGMA_PROBE_INTERVAL": "0.3", "LINGMA_PROBE_TIMEOUT": "2", "LINGMA_PROBE_MISSES": "3"}
+"""Login state seen within 0.3 s; liveness as lenient as the defaults, since a browser may load both cores."""
+HANG_PROBES = {"LINGMA_PROBE_INTERVAL": "0.3", "LINGMA_PROBE_TIMEOUT": "1", "LINGMA_PROBE_MISSES": "2"}
 
 
 def need_browser() -> None:

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.gateway import alive
 
-from .conftest import KEY_HEADERS, LoginGateway
+from .conftest import HANG_PROBES, KEY_HEADERS, LoginGateway
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ def _pid(gw: LoginGateway, instance: str) -> int:
 
 
 def test_a_hung_lingma_is_unhealthy_within_seconds_then_restarted(login_gateways: Any) -> None:
-    gw: LoginGateway = login_gateways(wait="ready", env={"LINGMA_RPC_TIMEOUT": "120"})
+    gw: LoginGateway = login_gateways(wait="ready", env={**HANG_PROBES, "LINGMA_RPC_TIMEOUT": "120"})
     assert gw.chat().status_code == 200
     pid = _pid(gw, "inst-0")
     os.kill(pid, signal.SIGSTOP)
@@ -60,7 +60,9 @@ def test_a_hung_lingma_is_unhealthy_within_seconds_then_restarted(login_gateways
 
 
 def test_new_turns_go_to_the_other_instance_while_one_hangs(login_gateways: Any) -> None:
-    gw: LoginGateway = login_gateways(wait="ready", env={"INSTANCE_COUNT": "2", "LINGMA_RPC_TIMEOUT": "120"})
+    gw: LoginGateway = login_gateways(
+        wait="ready", env={**HANG_PROBES, "INSTANCE_COUNT": "2", "LINGMA_RPC_TIMEOUT": "120"}
+    )
     wait_for(lambda: all(i["state"] == "ready" for i in gw.stats().values()), 30, what="both instances ready")
     pid = _pid(gw, "inst-0")
     os.kill(pid, signal.SIGSTOP)
