@@ -25,7 +25,8 @@ LOGIN_METHODS = ("login/generateUrl", "auth/login", "login/auth_callback", "auth
 
 
 def _export(gw: LoginGateway, instance: str) -> httpx.Response:
-    return httpx.post(gw.url + f"/internal/session/export?instance={instance}", headers=ADMIN_HEADERS, timeout=10)
+    headers = {**ADMIN_HEADERS, "x-request-id": f"exp-{instance}"}
+    return httpx.post(gw.url + f"/internal/session/export?instance={instance}", headers=headers, timeout=10)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -48,7 +49,7 @@ def test_bundle_round_trip_between_gateways(login_gateways: Any) -> None:
         assert body["raw_bytes"] == len(base64.b64decode(body["bundle_b64"]))
         exported[iid] = body["bundle_b64"]
     logs = source.gateway_logs()
-    assert "session bundle of instance acct-0 exported (request id" in logs
+    assert "session bundle of instance acct-0 exported (request id exp-acct-0)" in logs
     source.stop()
 
     # A fresh data dir whose Lingma starts logged out, with auto-login off: each bundle alone logs its instance in.
