@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.gateway import gateway_command
+from tests.support.gateway import gateway_command
 
 from .conftest import ADMIN, KEY, LoginGateway, assert_no_secrets, need_browser
 

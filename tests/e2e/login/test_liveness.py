@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import wait_for
-from tests.gateway import alive
+from tests.support.gateway import alive
 
 from .conftest import HANG_PROBES, KEY_HEADERS, LoginGateway
 
