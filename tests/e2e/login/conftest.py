@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from tests.conftest import wait_for
-from tests.support.gateway import Gateway
 from tests.integration.lingma.conftest import free_port_pair
+from tests.support.gateway import Gateway
 
 ADMIN = "adm-7f3c9e1d2b"
 KEY = "key-a81d4c6e0f"

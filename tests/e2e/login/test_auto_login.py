@@ -135,7 +135,7 @@ def test_captcha_fails_once_and_names_the_way_out(login_gateways: Any) -> None:
 def test_login_expiry_leaves_the_rotation_and_logs_in_again(login_gateways: Any) -> None:
     need_browser()
     env = {"LINGMA_ACCOUNTS": accounts({"name": "acct-1", "username": "a1@example.com", "password": PASSWORD})}
-    login = {"expire_after_ms": 4000, "accounts": {"a1@example.com": PASSWORD}}
+    login = {"expire_after_ms": 3000, "accounts": {"a1@example.com": PASSWORD}}
     gw: LoginGateway = login_gateways(scenario={"login": login}, env=env, wait="ready")
     assert "login/generateUrl" not in gw.methods("acct-1"), "it started logged in"
     gw.wait_state("acct-1", "login_required", "logging_in", timeout=20)
@@ -149,12 +149,12 @@ def test_login_expiry_leaves_the_rotation_and_logs_in_again(login_gateways: Any)
 def test_a_request_during_a_login_gets_no_capacity_at_once_naming_the_attempt(login_gateways: Any) -> None:
     need_browser()
     env = {"LINGMA_ACCOUNTS": accounts({"name": "acct-1", "username": "a1@example.com", "password": PASSWORD})}
-    login = {"start_logged_out": True, "delay_ms": 8000, "accounts": {"a1@example.com": PASSWORD}}
+    login = {"start_logged_out": True, "delay_ms": 6000, "accounts": {"a1@example.com": PASSWORD}}
     gw: LoginGateway = login_gateways(scenario={"login": login}, env=env)
     gw.wait_state("acct-1", "logging_in", timeout=30)
     began = time.monotonic()
     r = gw.chat()
-    assert r.status_code == 503 and time.monotonic() - began < 4, "a request never waits for the 8 s login"
+    assert r.status_code == 503 and time.monotonic() - began < 4, "a request never waits for the 6 s login"
     assert "acct-1 is logging in, attempt 1 of 2" in r.json()["error"]["message"]
     assert int(r.headers["retry-after"]) >= 1
     gw.wait_state("acct-1", "ready", timeout=60)
