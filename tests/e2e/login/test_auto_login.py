@@ -146,21 +146,6 @@ def test_login_expiry_leaves_the_rotation_and_logs_in_again(login_gateways: Any)
     assert gw.chat().status_code == 200
 
 
-def test_a_request_during_a_login_gets_no_capacity_at_once_naming_the_attempt(login_gateways: Any) -> None:
-    need_browser()
-    env = {"LINGMA_ACCOUNTS": accounts({"name": "acct-1", "username": "a1@example.com", "password": PASSWORD})}
-    login = {"start_logged_out": True, "delay_ms": 6000, "accounts": {"a1@example.com": PASSWORD}}
-    gw: LoginGateway = login_gateways(scenario={"login": login}, env=env)
-    gw.wait_state("acct-1", "logging_in", timeout=30)
-    began = time.monotonic()
-    r = gw.chat()
-    assert r.status_code == 503 and time.monotonic() - began < 4, "a request never waits for the 6 s login"
-    assert "acct-1 is logging in, attempt 1 of 2" in r.json()["error"]["message"]
-    assert int(r.headers["retry-after"]) >= 1
-    gw.wait_state("acct-1", "ready", timeout=60)
-    assert gw.chat().status_code == 200
-
-
 def test_auto_login_without_a_browser_says_so_at_start(login_gateways: Any) -> None:
     env = {
         "LINGMA_ACCOUNTS": accounts({"name": "acct-1", "username": "a1@example.com", "password": PASSWORD}),

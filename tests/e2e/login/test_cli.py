@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -36,18 +37,38 @@ def _cli(gw: LoginGateway, *args: str, stdin: str = "", env: dict[str, str] | No
     return out
 
 
-def test_login_command_drives_the_browser_for_a_running_gateway(login_gateways: Any) -> None:
+def test_login_command_drives_the_browser_and_requests_meanwhile_get_no_capacity(login_gateways: Any) -> None:
     need_browser()
-    login = {"start_logged_out": True, "redirects": 2, "accounts": {"c@example.com": PASSWORD}}
+    # The callback takes 6 s: long enough to send a request while the login runs.
+    login = {"start_logged_out": True, "redirects": 2, "delay_ms": 6000, "accounts": {"c@example.com": PASSWORD}}
     env = {"LINGMA_ACCOUNTS": json.dumps([{"name": "acct-1", "username": "c@example.com", "password": PASSWORD}]),
            "AUTO_LOGIN_ENABLED": "false"}  # fmt: skip
     gw: LoginGateway = login_gateways(scenario={"login": login}, env=env)
     gw.wait_state("acct-1", "login_required", timeout=30)
-    done = _cli(gw, "login", "--instance", "acct-1")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "acct-1 is logged in" in done.stdout
-    assert "page step: credentials" in done.stdout and "s]" in done.stdout, "steps with elapsed times"
+    r = gw.chat()
+    assert r.status_code == 503
+    assert "acct-1 is logged out and auto-login is off: run `lingma-gateway login`" in r.json()["error"]["message"]
+    proc = subprocess.Popen(
+        [*gateway_command(), "login", "--instance", "acct-1", "--socket", str(gw.socket)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=gw.env,
+    )  # fmt: skip
+    try:
+        gw.wait_state("acct-1", "logging_in", timeout=30)
+        began = time.monotonic()
+        r = gw.chat()
+        assert r.status_code == 503 and time.monotonic() - began < 4, "a request never waits for the 6 s login"
+        assert "acct-1 is logging in, attempt 1 of 2" in r.json()["error"]["message"]
+        assert int(r.headers["retry-after"]) >= 1
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (gw.root / "cli-login.out").write_text(out)
+    assert proc.returncode == 0, out
+    assert "acct-1 is logged in" in out
+    assert "page step: credentials" in out and "s]" in out, "steps with elapsed times"
     assert gw.state("acct-1") == "ready"
+    assert gw.chat().status_code == 200
     again = _cli(gw, "login", "--instance", "acct-1")
     assert again.returncode == 0 and "already logged in" in again.stdout
     assert_no_secrets(gw.gateway_logs(), [PASSWORD, ADMIN, KEY])
