@@ -40,6 +40,17 @@ class Ask:
 
 
 @dataclass
+class FakeProber:
+    probes_total: int = 0
+    missed_total: int = 0
+    misses: int = 0
+    last_answer_at: float | None = None
+
+    def poke(self) -> None:
+        self.probes_total += 1
+
+
+@dataclass
 class FakeInstance:
     id: str = "inst-0"
     state: str = "ready"
@@ -55,6 +66,10 @@ class FakeInstance:
     pid: int | None = None
     in_flight: int = 0
     work_dir: Path = Path("/nonexistent/fake-lingma")
+    unhealthy_total: int = 0
+    auth: dict[str, Any] = field(default_factory=dict)
+    prober: FakeProber = field(default_factory=FakeProber)
+    on_state: Any = None
 
     def script(self, replies: Iterable[Reply]) -> FakeInstance:
         self.replies.extend(replies)

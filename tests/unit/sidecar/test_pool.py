@@ -43,7 +43,7 @@ def test_no_ready_instance_is_no_capacity_naming_each_state() -> None:
     p = pool(FakeInstance("a", state="restarting"), FakeInstance("b", state="unhealthy"))
     with pytest.raises(NoCapacityError) as caught:
         p.choose(None, None)
-    assert "a: restarting" in caught.value.message and "b: unhealthy" in caught.value.message
+    assert "a is restarting" in caught.value.message and "b is unhealthy" in caught.value.message
     assert caught.value.retry_after_s == 5.0
 
 
@@ -51,7 +51,8 @@ def test_all_logged_out_says_how_to_log_in() -> None:
     p = pool(FakeInstance("a", state="login_required"))
     with pytest.raises(NoCapacityError) as caught:
         p.choose(None, None)
-    assert "not logged in" in caught.value.message and caught.value.retry_after_s == 30
+    assert "a is logged out" in caught.value.message and "lingma-gateway login" in caught.value.message
+    assert caught.value.retry_after_s == 30
 
 
 def test_the_preferred_instance_wins_while_it_is_ready() -> None:
@@ -166,7 +167,7 @@ async def test_cool_down_is_capped_and_no_capacity_says_when_to_come_back() -> N
     try:
         with pytest.raises(NoCapacityError) as caught:
             p.choose(None, None)
-        assert "a: cooling_down" in caught.value.message
+        assert "a is cooling_down" in caught.value.message
         assert caught.value.retry_after_s == pytest.approx(20, abs=1.5)
         assert p.snapshot()[0]["cooldown_until"] <= time.time() + 20.5
         p.cool_down(a, 2, "a short hint")
