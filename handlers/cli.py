@@ -1,7 +1,8 @@
-"""``lingma-gateway``: ``serve`` (bundled), ``handler ROUTE[,ROUTE]`` (split), ``sidecar`` and ``ping``.
+"""``lingma-gateway``: ``serve`` (bundled), ``handler ROUTE[,ROUTE]`` (split), ``sidecar``, ``ping``, ``login``, ``bundle``.
 
 Handlers never import the sidecar: ``serve`` runs it as a child process and ``sidecar`` hands over to
-``python -m sidecar``, so a deploy of one route carries no process or SQLite code at all.
+``python -m sidecar``, so a deploy of one route carries no process or SQLite code at all. ``login`` and
+``bundle`` talk to a running sidecar over its socket (``handlers/login_cli.py``).
 """
 
 from __future__ import annotations
