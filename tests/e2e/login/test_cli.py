@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.lingma.conftest import free_port_pair
 from tests.support.gateway import gateway_command
 
 from .conftest import ADMIN, KEY, LoginGateway, assert_no_secrets, need_browser
@@ -121,7 +122,8 @@ def test_bundle_commands_move_a_login_between_data_dirs(login_gateways: Any, sho
 
     # No gateway runs on the target data dir: the command works on the files.
     target = LoginGateway(short_dir / "t", scenario={"login": {"start_logged_out": True}},
-                          env={"API_KEYS": KEY, "ADMIN_TOKEN": ADMIN, "AUTO_LOGIN_ENABLED": "false"})  # fmt: skip
+                          env={"API_KEYS": KEY, "ADMIN_TOKEN": ADMIN, "AUTO_LOGIN_ENABLED": "false",
+                               "LINGMA_SOCKET_PORT": str(free_port_pair())})  # fmt: skip
     refused = _cli(target, "bundle", "import", str(short_dir / "missing.txt"), "--instance", "inst-0")
     assert refused.returncode != 0
     (short_dir / "bad.txt").write_text("not a bundle at all")
@@ -146,6 +148,7 @@ def test_login_command_with_no_gateway_logs_a_data_dir_in(login_gateways: Any, s
     gw = LoginGateway(short_dir / "offline", scenario={"login": {"start_logged_out": True, "second_step": True}},
                       env={"LINGMA_ACCOUNTS": json.dumps([{"name": "acct-1", "username": "o@example.com",
                                                            "password": PASSWORD}])})  # fmt: skip
+    gw.env["LINGMA_SOCKET_PORT"] = str(free_port_pair())  # never the default pair other gateways start from
     gw.env["LINGMA_BIN"] = str(sim) if sim.exists() else str(Path(gateway_command()[0]).with_name("lingma-sim"))
     done = _cli(gw, "login", "--instance", "acct-1")
     assert done.returncode == 0, done.stdout + done.stderr
