@@ -1,4 +1,5 @@
-"""``lingma-gateway``: ``serve`` (bundled), ``handler ROUTE[,ROUTE]`` (split), ``sidecar``, ``ping``, ``login``, ``bundle``.
+"""``lingma-gateway``: ``serve`` (bundled), ``handler ROUTE[,ROUTE]`` (split), ``sidecar``, ``ping``, ``login`` and
+``bundle``.
 
 Handlers never import the sidecar: ``serve`` runs it as a child process and ``sidecar`` hands over to
 ``python -m sidecar``, so a deploy of one route carries no process or SQLite code at all. ``login`` and

@@ -70,7 +70,8 @@ class Pool:
             ]
         )
         self._by_id = {inst.id: inst for inst in self.instances}
-        self.accounts: dict[str, Account] = dict(zip(instance_ids(settings), settings.lingma_accounts, strict=False))
+        cell_accounts = [account for _n, account in settings.cell_accounts]
+        self.accounts: dict[str, Account] = dict(zip(instance_ids(settings), cell_accounts, strict=False))
         self.login = LoginManager(settings, self.instances, self.accounts)
         self._keepers: list[asyncio.Task[None]] = []
         self._models: dict[str, tuple[float, list[ModelInfo]]] = {}
