@@ -30,6 +30,7 @@ from handlers.app import ROUTES, create_app
 from handlers.context import GatewayContext
 from handlers.http_guard import HttpLimits, guarded_protocol
 from handlers.turn import DRAIN_GRACE
+from handlers.version import VERSION
 
 __all__ = ("main",)
 
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"lingma-gateway {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="the sidecar as a child process and every route on one port")
     handler = sub.add_parser("handler", help="serve some routes against a running sidecar")

@@ -7,13 +7,14 @@ from litestar.datastructures import State
 
 from common.errors import GatewayError
 from handlers.context import context_of
+from handlers.version import VERSION
 
 __all__ = ("router",)
 
 
 @get("/healthz")
 async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+    return {"status": "ok", "version": VERSION}
 
 
 @get("/readyz")

@@ -17,6 +17,7 @@ from handlers.context import GatewayContext, api_key_of, context_of, matches_any
 from handlers.errors import openai_exception_handlers
 from handlers.metrics.usage import usage_metrics
 from handlers.observability import HTTP_METRICS
+from handlers.version import PYTHON_VERSION, VERSION
 
 __all__ = ("router", "sidecar_metrics")
 
@@ -62,6 +63,17 @@ def _flatten(section: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, f
             yield name, float(value)
 
 
+class _BuildInfo:
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily("lingma_gateway_build_info", "the running version", labels=["version", "python"])
+        info.add_metric([VERSION, PYTHON_VERSION], 1.0)
+        yield info
+
+
+_BUILD_INFO = CollectorRegistry()
+_BUILD_INFO.register(_BuildInfo())
+
+
 class _Snapshot:
     def __init__(self, stats: dict[str, Any]) -> None:
         self.stats = stats
@@ -87,7 +99,7 @@ def _authorise(ctx: GatewayContext, request: Request[object, object, State]) -> 
 async def metrics(request: Request[object, object, State]) -> Response[bytes]:
     ctx = context_of(request)
     _authorise(ctx, request)
-    body = generate_latest(HTTP_METRICS.registry)
+    body = generate_latest(HTTP_METRICS.registry) + generate_latest(_BUILD_INFO)
     try:
         stats = json.loads(await ctx.client.stats())
     except GatewayError as exc:
