@@ -7,20 +7,24 @@ import json
 from litestar import Request, Response, Router, get
 from litestar.datastructures import State
 
+from handlers.apidoc import api
 from handlers.context import context_of
 from handlers.errors import openai_exception_handlers
 
 __all__ = ("router",)
 
 
-@get("/internal/stats")
+@get(
+    "/internal/stats",
+    opt=api("The sidecar's counters: instances, backpressure, cache, tools", "Operations", auth="admin"),
+)
 async def stats(request: Request[object, object, State]) -> Response[bytes]:
     ctx = context_of(request)
     ctx.authenticate_admin(request)
     return Response((await ctx.client.stats()).encode(), media_type="application/json")
 
 
-@get("/internal/usage")
+@get("/internal/usage", opt=api("Turns and tokens per API key name and model", "Operations", auth="admin"))
 async def usage(request: Request[object, object, State]) -> Response[bytes]:
     """Turns and tokens per API key name and model since the sidecar started (see docs/usage-and-tools.md)."""
     ctx = context_of(request)
@@ -29,7 +33,7 @@ async def usage(request: Request[object, object, State]) -> Response[bytes]:
     return Response(json.dumps(stats.get("usage", {})).encode(), media_type="application/json")
 
 
-@get("/internal/models/raw")
+@get("/internal/models/raw", opt=api("Lingma's own model list, unchanged (?instance=ID)", "Operations", auth="admin"))
 async def raw_models(request: Request[object, object, State]) -> Response[bytes]:
     ctx = context_of(request)
     ctx.authenticate_admin(request)

@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 from common.errors import GatewayError, UnauthorizedError
+from handlers.apidoc import api
 from handlers.context import GatewayContext, api_key_of, context_of, matches_any
 from handlers.errors import openai_exception_handlers
 from handlers.metrics.usage import usage_metrics
@@ -95,7 +96,7 @@ def _authorise(ctx: GatewayContext, request: Request[object, object, State]) -> 
     raise UnauthorizedError("invalid or missing metrics token")
 
 
-@get("/metrics")
+@get("/metrics", opt=api("Prometheus metrics", "Operations", media_type=CONTENT_TYPE_LATEST, auth="metrics"))
 async def metrics(request: Request[object, object, State]) -> Response[bytes]:
     ctx = context_of(request)
     _authorise(ctx, request)

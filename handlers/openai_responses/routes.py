@@ -16,10 +16,12 @@ from litestar.datastructures import State
 from litestar.response import Stream
 
 from common.log import REQUEST_ID
+from handlers.apidoc import api
 from handlers.body import read_json
 from handlers.context import context_of, key_fingerprint
 from handlers.errors import openai_exception_handlers
 from handlers.observability import HTTP_METRICS
+from handlers.openai_responses.schema import Response as ResponseObject
 from handlers.openai_responses.schema import ResponsesRequest
 from handlers.openai_responses.translate import (
     ResponsesEncoder,
@@ -67,7 +69,17 @@ def _affinity(request: Request[object, object, State]) -> str | None:
     return None
 
 
-@post(PATHS, status_code=200)
+@post(
+    PATHS,
+    status_code=200,
+    opt=api(
+        "Create a response (what the Codex CLI speaks)",
+        "OpenAI",
+        request=ResponsesRequest,
+        response=ResponseObject,
+        streams=True,
+    ),
+)
 async def create_response(request: Request[object, object, State]) -> Response[bytes] | Stream:
     ctx = context_of(request)
     key = ctx.authenticate(request)
