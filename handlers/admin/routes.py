@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from handlers.apidoc import api
 from handlers.context import context_of
 from handlers.errors import openai_exception_handlers
+from handlers.status import router as status_router
 
 __all__ = ("router",)
 
@@ -41,4 +42,8 @@ async def raw_models(request: Request[object, object, State]) -> Response[bytes]
     return Response(raw.encode(), media_type="application/json")
 
 
-router = Router(path="/", route_handlers=[stats, usage, raw_models], exception_handlers=openai_exception_handlers)
+router = Router(
+    path="/",
+    route_handlers=[stats, usage, raw_models, status_router],
+    exception_handlers=openai_exception_handlers,
+)

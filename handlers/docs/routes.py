@@ -49,7 +49,7 @@ async def openapi(request: Request[object, object, State]) -> Response[bytes]:
 
 @get("/docs")
 async def docs() -> Response[bytes]:
-    return Response(_PAGE, media_type="text/html; charset=utf-8", headers={"content-security-policy": CSP})
+    return Response(_PAGE, media_type="text/html", headers={"content-security-policy": CSP})
 
 
 assets = create_static_files_router(
