@@ -29,6 +29,7 @@ class ApiDoc:
     """With ``stream: true`` the answer is ``text/event-stream`` instead."""
     errors: Literal["openai", "anthropic", "either"] | None = "openai"
     auth: Auth = "api_key"
+    status: int = 200
 
 
 def api(
@@ -41,9 +42,10 @@ def api(
     streams: bool = False,
     errors: Literal["openai", "anthropic", "either"] | None = "openai",
     auth: Auth = "api_key",
+    status: int = 200,
 ) -> dict[str, object]:
     """The ``opt`` mapping for a route decorator."""
-    return {"api": ApiDoc(summary, tag, request, response, media_type, streams, errors, auth)}
+    return {"api": ApiDoc(summary, tag, request, response, media_type, streams, errors, auth, status)}
 
 
 class OpenAIErrorDetail(msgspec.Struct):

@@ -73,7 +73,7 @@ def _success(doc: ApiDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
         content["text/event-stream"] = {
             "schema": {"type": "string", "description": "server-sent events in the route's dialect"}
         }
-    return {"description": "success", "content": content}
+    return {"description": "success" if doc.status < 300 else "refused", "content": content}
 
 
 def _operation(path: str, method: str, doc: ApiDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def _operation(path: str, method: str, doc: ApiDoc, refs: dict[type, dict[str, A
         "operationId": f"{method}_{re.sub(r'[^A-Za-z0-9]+', '_', path).strip('_') or 'root'}",
         "summary": doc.summary,
         "tags": [doc.tag],
-        "responses": {"200": _success(doc, refs), **_error_responses(doc, refs)},
+        "responses": {str(doc.status): _success(doc, refs), **_error_responses(doc, refs)},
     }
     if _AUTH_NOTE[doc.auth]:
         op["description"] = _AUTH_NOTE[doc.auth]

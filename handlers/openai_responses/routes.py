@@ -16,7 +16,7 @@ from litestar.datastructures import State
 from litestar.response import Stream
 
 from common.log import REQUEST_ID
-from handlers.apidoc import api
+from handlers.apidoc import OpenAIError, api
 from handlers.body import read_json
 from handlers.context import context_of, key_fingerprint
 from handlers.errors import openai_exception_handlers
@@ -113,7 +113,18 @@ async def create_response(request: Request[object, object, State]) -> Response[b
     return sse_response(turn, encoder, ctx)
 
 
-@get(PATHS, status_code=426)
+@get(
+    PATHS,
+    status_code=426,
+    opt=api(
+        "Refused with 426: this endpoint is POST only (a WebSocket upgrade is refused too)",
+        "OpenAI",
+        response=OpenAIError,
+        errors=None,
+        auth="none",
+        status=426,
+    ),
+)
 async def refuse_get() -> Response[bytes]:
     """A plain GET (or an upgrade the server did not treat as one): this endpoint is POST only."""
     return Response(content=_WEBSOCKET_REFUSAL, status_code=426, media_type="application/json")

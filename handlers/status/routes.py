@@ -133,8 +133,9 @@ async def sign_out(request: AnyRequest) -> Response[str]:
 
 
 @post("/status/instances/{instance:str}/login", status_code=200)
-async def start_login(request: AnyRequest, instance: str) -> Response[str]:
+async def start_login(request: AnyRequest) -> Response[str]:
     ctx = context_of(request)
+    instance = str(request.path_params["instance"])
     refused = _refusal(request, ctx)
     if refused is not None:
         return refused
