@@ -20,7 +20,8 @@ TOKEN = "admin-token-for-status"
 @pytest.fixture(scope="module")
 def gw() -> Iterator[Gateway]:
     root = Path(tempfile.mkdtemp(prefix="lgw-st-", dir="/tmp"))
-    gateway = Gateway(root, env={"ADMIN_TOKEN": TOKEN, "API_KEYS": "client-key"}).start()
+    scenario = {"turns": [{"match": "walrus-boom", "reply": [{"error": {"status": 500, "kind": "server", "message": "upstream failed"}}]}]}  # fmt: skip
+    gateway = Gateway(root, env={"ADMIN_TOKEN": TOKEN, "API_KEYS": "client-key"}, scenario=scenario).start()
     yield gateway
     gateway.stop()
     shutil.rmtree(root, ignore_errors=True)
@@ -92,9 +93,13 @@ def test_the_page_shows_traffic_after_turns(gw: Gateway) -> None:
     first = httpx.post(gw.url + "/v1/chat/completions", json=body, headers=headers, timeout=30).json()
     follow = {**body, "messages": [*body["messages"], first["choices"][0]["message"], {"role": "user", "content": "again"}]}  # fmt: skip
     assert httpx.post(gw.url + "/v1/chat/completions", json=follow, headers=headers, timeout=30).status_code == 200
-    httpx.post(gw.url + "/v1/chat/completions", json={"model": "auto", "messages": []}, headers=headers, timeout=30)
+    boom = {"model": "auto", "messages": [{"role": "user", "content": "walrus-boom"}]}
+    assert httpx.post(gw.url + "/v1/chat/completions", json=boom, headers=headers, timeout=30).status_code == 502
     text = _signed_in(gw).get("/status").text
     assert "hit rate</td><td>" in text and "% (" in text  # a follow-up was looked up in the cache
+    recent = text[text.index("Recent failures") : text.index("Failures since start")]
+    assert "<td>upstream_error</td><td>1</td>" in recent
+    assert "<td>2</td>" in text[text.index("<code>inst-0</code>") :].split("</tr>")[0]  # served
 
 
 def test_starting_a_login_needs_the_csrf_token(gw: Gateway) -> None:
