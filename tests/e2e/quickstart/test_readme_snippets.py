@@ -21,14 +21,12 @@ from typing import Any
 
 import pytest
 
-from tests.clients.install import CLAUDE_CODE, CODEX, NpmClient
-from tests.clients.netns import client_or_skip, run_in_netns
 from tests.conftest import free_port
-from tests.gateway import Gateway, gateway_command
+from tests.support.clients.install import CLAUDE_CODE, CODEX, NpmClient
+from tests.support.clients.netns import client_or_skip, run_in_netns
+from tests.support.gateway import Gateway, gateway_command
 
-pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 README = ROOT / "README.md"
 PRINTED = "127.0.0.1:8787"
 FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<body>.*?)^```\s*$", re.MULTILINE | re.DOTALL)

@@ -17,13 +17,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.clients.netns import run_in_netns, unshare_works
 from tests.conftest import free_port
-from tests.gateway import gateway_command
+from tests.support.clients.netns import run_in_netns, unshare_works
+from tests.support.gateway import gateway_command
 
-pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / ".artifacts" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "status-page-admin-token"
@@ -72,7 +70,7 @@ def rendered() -> Any:
         "ready_url": url + "/readyz",
         "steps": [
             {"name": "browser", "cmd": [sys.executable,
-                                        "-m", "tests.e2e.browser", str(root / "browser.json")],
+                                        "-m", "tests.support.browser", str(root / "browser.json")],
              "cwd": str(ROOT), "timeout": 180}
         ],
     }  # fmt: skip

@@ -16,9 +16,7 @@ from openapi_spec_validator import validate
 
 from common.settings import load_settings
 from handlers.app import create_app
-from tests.gateway import Gateway
-
-pytestmark = pytest.mark.e2e
+from tests.support.gateway import Gateway
 
 KEY = "openapi-test-key"
 REQUEST_TYPES = {

@@ -22,9 +22,7 @@ import pytest
 
 from tests.conftest import free_port, stop_process
 
-pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CACHE = Path("/tmp/lingma-gateway-test-cache")
 PROGRESS_WITHIN_S = 5.0
 WARNING_MARKS = ("BuildBackendWarning", "!!\n", "*****", "Warning:")

@@ -1,6 +1,6 @@
 """Drive a real headless Chromium over the DevTools protocol: open a page, type, click, read and screenshot.
 
-Run as ``python -m tests.e2e.browser SPEC.json`` (inside a loopback-only namespace, see ``tests.clients.netns``).
+Run as ``python -m tests.support.browser SPEC.json`` (inside a loopback-only namespace, see ``tests.support.clients.netns``).
 The spec lists actions; the result (one JSON line on stdout) holds each page's rendered text and the URLs
 Chromium asked for. Screenshots are written where the spec says. Needs only the standard library and
 ``websockets``.

@@ -10,9 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway import Gateway
-
-pytestmark = pytest.mark.e2e
+from tests.support.gateway import Gateway
 
 TOKEN = "admin-token-for-status"
 
@@ -129,8 +127,10 @@ def test_signing_out_needs_csrf_and_clears_the_cookie(gw: Gateway) -> None:
     assert r.status_code == 303 and "Max-Age=0" in r.headers["set-cookie"]
 
 
-def test_an_open_gateway_has_no_status_page(gateway_factory: object) -> None:
-    assert callable(gateway_factory)
-    gw = gateway_factory()
-    r = httpx.get(gw.url + "/status")
-    assert r.status_code == 404 and "ADMIN_TOKEN" in r.text
+def test_an_open_gateway_has_no_status_page(short_dir: Path) -> None:
+    gw = Gateway(short_dir / "open", env={"ADMIN_TOKEN": "", "API_KEYS": ""}).start()
+    try:
+        r = httpx.get(gw.url + "/status")
+        assert r.status_code == 404 and "ADMIN_TOKEN" in r.text
+    finally:
+        gw.stop()

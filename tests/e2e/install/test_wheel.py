@@ -17,9 +17,7 @@ import pytest
 
 from tests.conftest import free_port, stop_process, wait_for
 
-pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 VERSION = importlib.metadata.version("lingma-gateway")
 
 
