@@ -109,10 +109,10 @@ async def sign_in(request: AnyRequest) -> Response[str]:
     if refused is not None:
         return refused
     token = (await _form(request)).get("token", "")
-    secrets = _secrets(ctx)
-    if not token or not matches_any(token, secrets):
+    matched = [s for s in _secrets(ctx) if matches_any(token, (s,))]  # every secret compared, in constant time
+    if not token or not matched:
         return _html(login_form("That token is not accepted."), 401)
-    secret = next(s for s in secrets if matches_any(token, (s,)))
+    secret = matched[0]
     response = _html("", 303, cookies=[_cookie(request, new_session(secret), SESSION_TTL_S)])
     response.headers["location"] = "/status"
     return response
