@@ -42,6 +42,7 @@ def built() -> Iterator[tuple[Path, Path]]:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.mark.timeout(900)
 def test_the_wheel_carries_pep639_metadata_and_the_docs_assets(built: tuple[Path, Path]) -> None:
     wheel, _venv = built
     with zipfile.ZipFile(wheel) as zf:
@@ -55,6 +56,7 @@ def test_the_wheel_carries_pep639_metadata_and_the_docs_assets(built: tuple[Path
     assert not any(n.startswith("tests/") for n in names)
 
 
+@pytest.mark.timeout(300)
 def test_the_installed_wheel_runs(built: tuple[Path, Path]) -> None:
     _wheel, venv = built
     out = subprocess.run(

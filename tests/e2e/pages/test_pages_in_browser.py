@@ -83,6 +83,7 @@ def rendered() -> Any:
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.timeout(400)
 def test_docs_render_every_route_offline(rendered: dict[str, Any]) -> None:
     text = rendered["docs"]["text"]
     for route in ("/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/messages/count_tokens", "/v1/models", "/healthz", "/metrics"):  # fmt: skip

@@ -106,6 +106,7 @@ def test_snippet_runs_against_the_gateway(snippet: Snippet, gateway: Gateway) ->
     assert SIM_ANSWER in done.stdout, f"{snippet.name} printed no answer:\n{done.stdout[-2000:]}"
 
 
+@pytest.mark.timeout(1200)  # a first run installs the npm client
 @pytest.mark.parametrize("snippet", WITH_CLIENT, ids=[s.name for s in WITH_CLIENT])
 def test_client_snippet_runs_against_the_gateway(snippet: Snippet) -> None:
     assert snippet.needs is not None
