@@ -18,7 +18,7 @@ from handlers.observability import RequestIdMiddleware
 
 __all__ = ("ROUTES", "create_app")
 
-ROUTES = ("openai_chat", "openai_responses", "anthropic_messages", "models", "admin", "metrics")
+ROUTES = ("openai_chat", "openai_responses", "anthropic_messages", "models", "admin", "metrics", "docs")
 
 
 def _router(name: str) -> Router:

@@ -32,6 +32,7 @@ from handlers.login_cli import add_commands, run_command
 from handlers.probe import ping
 from handlers.supervisor import SidecarSupervisor
 from handlers.turn import DRAIN_GRACE
+from handlers.version import VERSION
 
 __all__ = ("main",)
 
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"lingma-gateway {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="the sidecar as a child process and every route on one port")
     handler = sub.add_parser("handler", help="serve some routes against a running sidecar")

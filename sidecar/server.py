@@ -271,6 +271,7 @@ class SidecarServer:
                     await _send(writer, event)
                     if isinstance(event, Failed):
                         _note_failure(event.code, event.message)
+                        self.stats.note_failure(event.code)
                     if isinstance(event, (Finished, Failed)):
                         terminal_sent = True
                         break
@@ -283,6 +284,7 @@ class SidecarServer:
         except GatewayError as exc:
             self.stats.requests[f"failed_{exc.code}"] += 1
             _note_failure(exc.code, exc.message)
+            self.stats.note_failure(exc.code)
             if not terminal_sent:
                 await _send(writer, failed_from_error(exc))
             return

@@ -11,20 +11,25 @@ from litestar.datastructures import State
 from common.errors import NotFoundError
 from common.log import REQUEST_ID
 from common.protocol import AdminResult, ExportSession, LoginStart, LoginStatus
+from handlers.apidoc import api
 from handlers.context import context_of
 from handlers.errors import openai_exception_handlers
+from handlers.status import router as status_router
 
 __all__ = ("router",)
 
 
-@get("/internal/stats")
+@get(
+    "/internal/stats",
+    opt=api("The sidecar's counters: instances, backpressure, cache, tools", "Operations", auth="admin"),
+)
 async def stats(request: Request[object, object, State]) -> Response[bytes]:
     ctx = context_of(request)
     ctx.authenticate_admin(request)
     return Response((await ctx.client.stats()).encode(), media_type="application/json")
 
 
-@get("/internal/usage")
+@get("/internal/usage", opt=api("Turns and tokens per API key name and model", "Operations", auth="admin"))
 async def usage(request: Request[object, object, State]) -> Response[bytes]:
     """Turns and tokens per API key name and model since the sidecar started (see docs/usage-and-tools.md)."""
     ctx = context_of(request)
@@ -33,7 +38,7 @@ async def usage(request: Request[object, object, State]) -> Response[bytes]:
     return Response(json.dumps(stats.get("usage", {})).encode(), media_type="application/json")
 
 
-@get("/internal/models/raw")
+@get("/internal/models/raw", opt=api("Lingma's own model list, unchanged (?instance=ID)", "Operations", auth="admin"))
 async def raw_models(request: Request[object, object, State]) -> Response[bytes]:
     ctx = context_of(request)
     ctx.authenticate_admin(request)
@@ -81,6 +86,6 @@ async def session_export(request: Request[object, object, State]) -> Response[by
 
 router = Router(
     path="/",
-    route_handlers=[stats, usage, raw_models, auto_login_start, auto_login_status, session_export],
+    route_handlers=[stats, usage, raw_models, auto_login_start, auto_login_status, session_export, status_router],
     exception_handlers=openai_exception_handlers,
 )

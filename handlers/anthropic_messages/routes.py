@@ -16,8 +16,10 @@ from litestar.response import Stream
 from common.conversation import Conversation
 from common.log import REQUEST_ID
 from handlers.affinity import affinity_of
+from handlers.anthropic_messages.answer import InputTokens, Message
 from handlers.anthropic_messages.schema import CountTokensRequest, MessagesRequest
 from handlers.anthropic_messages.translate import AnthropicEncoder, to_conversation, to_message
+from handlers.apidoc import api
 from handlers.body import read_json
 from handlers.context import context_of, key_fingerprint
 from handlers.errors import anthropic_exception_handlers
@@ -41,7 +43,18 @@ async def _decode(request: Request[object, object, State], kind: type[R]) -> tup
     return req, conversation
 
 
-@post("/v1/messages", status_code=200)
+@post(
+    "/v1/messages",
+    status_code=200,
+    opt=api(
+        "Create a message (what Claude Code speaks)",
+        "Anthropic",
+        request=MessagesRequest,
+        response=Message,
+        streams=True,
+        errors="anthropic",
+    ),
+)
 async def messages(request: Request[object, object, State]) -> Response[object] | Stream:
     ctx = context_of(request)
     req, conversation = await _decode(request, MessagesRequest)
@@ -58,7 +71,17 @@ async def messages(request: Request[object, object, State]) -> Response[object] 
     return sse_response(turn, encoder, ctx, {"request-id": request_id})
 
 
-@post("/v1/messages/count_tokens", status_code=200)
+@post(
+    "/v1/messages/count_tokens",
+    status_code=200,
+    opt=api(
+        "Count a request's input tokens",
+        "Anthropic",
+        request=CountTokensRequest,
+        response=InputTokens,
+        errors="anthropic",
+    ),
+)
 async def count_tokens(request: Request[object, object, State]) -> Response[object]:
     """The sidecar counts with the same renderer and tokenizer as a turn; Lingma is never called."""
     ctx = context_of(request)

@@ -13,10 +13,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 from common.errors import GatewayError, UnauthorizedError
+from handlers.apidoc import api
 from handlers.context import GatewayContext, api_key_of, context_of, matches_any
 from handlers.errors import openai_exception_handlers
 from handlers.metrics.usage import usage_metrics
 from handlers.observability import HTTP_METRICS
+from handlers.version import PYTHON_VERSION, VERSION
 
 __all__ = ("router", "sidecar_metrics")
 
@@ -85,6 +87,17 @@ def _flatten(section: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, f
             yield name, float(value)
 
 
+class _BuildInfo:
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily("lingma_gateway_build_info", "the running version", labels=["version", "python"])
+        info.add_metric([VERSION, PYTHON_VERSION], 1.0)
+        yield info
+
+
+_BUILD_INFO = CollectorRegistry()
+_BUILD_INFO.register(_BuildInfo())
+
+
 class _Snapshot:
     def __init__(self, stats: dict[str, Any]) -> None:
         self.stats = stats
@@ -106,11 +119,11 @@ def _authorise(ctx: GatewayContext, request: Request[object, object, State]) -> 
     raise UnauthorizedError("invalid or missing metrics token")
 
 
-@get("/metrics")
+@get("/metrics", opt=api("Prometheus metrics", "Operations", media_type=CONTENT_TYPE_LATEST, auth="metrics"))
 async def metrics(request: Request[object, object, State]) -> Response[bytes]:
     ctx = context_of(request)
     _authorise(ctx, request)
-    body = generate_latest(HTTP_METRICS.registry)
+    body = generate_latest(HTTP_METRICS.registry) + generate_latest(_BUILD_INFO)
     try:
         stats = json.loads(await ctx.client.stats())
     except GatewayError as exc:

@@ -10,8 +10,10 @@ from litestar.datastructures import State
 
 from common.errors import BadRequestError
 from common.protocol import ModelInfo
+from handlers.apidoc import api
 from handlers.context import context_of
 from handlers.dialect import any_dialect_exception_handlers
+from handlers.models.schema import ModelPage
 
 __all__ = ("model_list", "router")
 
@@ -44,7 +46,7 @@ def model_list(models: list[ModelInfo], limit: int | None) -> dict[str, Any]:
     }
 
 
-@get("/v1/models")
+@get("/v1/models", opt=api("List the models", "Models", response=ModelPage, errors="either"))
 async def list_models(request: Request[object, object, State]) -> dict[str, Any]:
     ctx = context_of(request)
     ctx.authenticate(request)

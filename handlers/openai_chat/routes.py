@@ -11,9 +11,11 @@ from litestar.response import Stream
 
 from common.log import REQUEST_ID
 from handlers.affinity import affinity_of
+from handlers.apidoc import api
 from handlers.body import read_json
 from handlers.context import context_of, key_fingerprint
 from handlers.errors import openai_exception_handlers
+from handlers.openai_chat.answer import ChatCompletion
 from handlers.openai_chat.schema import ChatCompletionRequest
 from handlers.openai_chat.translate import ChatChunkEncoder, to_completion, to_conversation
 from handlers.turn import collect_turn, instance_of, open_turn, sse_response
@@ -21,7 +23,11 @@ from handlers.turn import collect_turn, instance_of, open_turn, sse_response
 __all__ = ("router",)
 
 
-@post("/v1/chat/completions", status_code=200)
+@post(
+    "/v1/chat/completions",
+    status_code=200,
+    opt=api("Create a chat completion", "OpenAI", request=ChatCompletionRequest, response=ChatCompletion, streams=True),
+)
 async def chat_completions(request: Request[object, object, State]) -> Response[object] | Stream:
     ctx = context_of(request)
     key = ctx.authenticate(request)

@@ -17,10 +17,12 @@ from litestar.response import Stream
 
 from common.log import REQUEST_ID
 from handlers.affinity import affinity_of
+from handlers.apidoc import OpenAIError, api
 from handlers.body import read_json
 from handlers.context import context_of, key_fingerprint
 from handlers.errors import openai_exception_handlers
 from handlers.observability import HTTP_METRICS
+from handlers.openai_responses.schema import Response as ResponseObject
 from handlers.openai_responses.schema import ResponsesRequest
 from handlers.openai_responses.translate import (
     ResponsesEncoder,
@@ -59,7 +61,17 @@ def _note_unserved(kinds: list[str]) -> None:
         HTTP_METRICS.unserved_tools.labels(kind).inc()
 
 
-@post(PATHS, status_code=200)
+@post(
+    PATHS,
+    status_code=200,
+    opt=api(
+        "Create a response (what the Codex CLI speaks)",
+        "OpenAI",
+        request=ResponsesRequest,
+        response=ResponseObject,
+        streams=True,
+    ),
+)
 async def create_response(request: Request[object, object, State]) -> Response[bytes] | Stream:
     ctx = context_of(request)
     key = ctx.authenticate(request)
@@ -93,7 +105,18 @@ async def create_response(request: Request[object, object, State]) -> Response[b
     return sse_response(turn, encoder, ctx)
 
 
-@get(PATHS, status_code=426)
+@get(
+    PATHS,
+    status_code=426,
+    opt=api(
+        "Refused with 426: this endpoint is POST only (a WebSocket upgrade is refused too)",
+        "OpenAI",
+        response=OpenAIError,
+        errors=None,
+        auth="none",
+        status=426,
+    ),
+)
 async def refuse_get() -> Response[bytes]:
     """A plain GET (or an upgrade the server did not treat as one): this endpoint is POST only."""
     return Response(content=_WEBSOCKET_REFUSAL, status_code=426, media_type="application/json")

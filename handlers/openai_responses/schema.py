@@ -171,7 +171,7 @@ class ResponsesRequest(msgspec.Struct):
     store: bool | None = None
     previous_response_id: str | None = None
     reasoning: Reasoning | None = None
-    text: msgspec.Raw = msgspec.Raw(b"null")
+    text: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
     """Echoed as given (``format``, ``verbosity``); Lingma has no structured-output switch."""
     max_output_tokens: TokenLimit | None = None
     temperature: float | None = None
@@ -273,7 +273,7 @@ class Response(msgspec.Struct, kw_only=True):
     previous_response_id: str | None = None
     reasoning: Reasoning = msgspec.field(default_factory=Reasoning)
     store: bool = True
-    text: msgspec.Raw = msgspec.Raw(b'{"format":{"type":"text"}}')
+    text: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b'{"format":{"type":"text"}}'))
     truncation: str = "disabled"
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     temperature: float | None = None

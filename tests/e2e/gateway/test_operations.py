@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 import subprocess
 import sys
 import threading
@@ -43,7 +45,8 @@ def test_backpressure_answers_429_with_retry_after(gateway_factory: Any) -> None
 
 def test_probes_and_metrics(gateway_factory: Any) -> None:
     gw: Gateway = gateway_factory()
-    assert httpx.get(gw.url + "/healthz").json() == {"status": "ok"}
+    version = importlib.metadata.version("lingma-gateway")
+    assert httpx.get(gw.url + "/healthz").json() == {"status": "ok", "version": version}
     ready = httpx.get(gw.url + "/readyz").json()
     assert ready["status"] == "ready" and ready["instances_ready"] == 1
     httpx.post(gw.url + "/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": "m"}]}, timeout=30)  # fmt: skip
@@ -54,6 +57,7 @@ def test_probes_and_metrics(gateway_factory: Any) -> None:
     assert 'lingma_gateway_http_request_seconds_bucket{le="+Inf",route="/v1/chat/completions"} 2.0' in text
     assert 'lingma_gateway_instance_state{instance="inst-0",state="ready"} 1.0' in text
     assert "lingma_gateway_sidecar_up 1" in text
+    assert f'lingma_gateway_build_info{{python="{platform.python_version()}",version="{version}"}} 1.0' in text
 
 
 def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 
 import pytest
 
@@ -29,7 +30,10 @@ def lost_sidecar() -> InProcessSidecar:
 async def test_healthz_answers_without_the_sidecar() -> None:
     async with gateway(sidecar=lost_sidecar()) as client:
         r = await client.get("/healthz")
-    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert r.status_code == 200 and r.json() == {
+        "status": "ok",
+        "version": importlib.metadata.version("lingma-gateway"),
+    }
 
 
 async def test_readyz_reports_the_sidecars_ready_instances() -> None:
