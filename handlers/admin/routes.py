@@ -50,7 +50,11 @@ def _json(result: AdminResult) -> Response[bytes]:
     return Response(result.json.encode(), status_code=result.status, media_type="application/json")
 
 
-@post("/internal/auto-login/start", status_code=200)
+@post(
+    "/internal/auto-login/start",
+    status_code=200,
+    opt=api("Start a browser login (?instance=ID; the first logged-out one without)", "Operations", auth="admin"),
+)
 async def auto_login_start(request: Request[object, object, State]) -> Response[bytes]:
     ctx = context_of(request)
     ctx.authenticate_admin(request)
@@ -61,14 +65,18 @@ async def auto_login_start(request: Request[object, object, State]) -> Response[
     return _json(await ctx.client.admin(op))
 
 
-@get("/internal/auto-login/status")
+@get("/internal/auto-login/status", opt=api("Each instance's login state and attempts", "Operations", auth="admin"))
 async def auto_login_status(request: Request[object, object, State]) -> Response[bytes]:
     ctx = context_of(request)
     ctx.authenticate_admin(request)
     return _json(await ctx.client.admin(LoginStatus()))
 
 
-@post("/internal/session/export", status_code=200)
+@post(
+    "/internal/session/export",
+    status_code=200,
+    opt=api("Export a logged-in instance as a session bundle (needs ADMIN_TOKEN)", "Operations", auth="admin"),
+)
 async def session_export(request: Request[object, object, State]) -> Response[bytes]:
     ctx = context_of(request)
     if not ctx.settings.admin_token:

@@ -14,7 +14,10 @@ from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie, State
 
 from common.errors import GatewayError
+from common.log import REQUEST_ID
+from common.protocol import LoginStart
 from handlers.context import GatewayContext, context_of, matches_any
+from handlers.errors import openai_status
 from handlers.status.page import login_form, message_page, status_page
 from handlers.status.session import COOKIE, SESSION_TTL_S, csrf_token, csrf_valid, new_session, session_secret
 from handlers.version import VERSION
@@ -144,14 +147,25 @@ async def start_login(request: AnyRequest) -> Response[str]:
         return _html(login_form("Sign in first."), 401)
     if not csrf_valid(*session, (await _form(request)).get("csrf")):
         return _html(message_page("Refused", "This request lacks a valid CSRF token; reload the status page."), 403)
-    return _html(
-        message_page(
-            "Login unavailable",
-            f"Starting a login for {instance} is not available in this version of lingma-gateway: sign in to "
-            "Lingma with the instance's work dir instead.",
-        ),
-        501,
-    )
+    try:
+        result = await ctx.client.admin(LoginStart(instance=instance, show_browser=False, request_id=REQUEST_ID.get()))
+    except GatewayError as exc:
+        return _html(message_page("Login not started", f"The sidecar did not answer ({exc.code})."), openai_status(exc))
+    return _html(message_page("Login", _login_outcome(instance, result.status, result.json)), result.status)
+
+
+def _login_outcome(instance: str, status: int, answer: str) -> str:
+    """One sentence from the admin answer (its JSON never holds a secret)."""
+    try:
+        body = json.loads(answer)
+    except ValueError:
+        body = {}
+    if status == 200:
+        state = str(body.get("state", "")).replace("_", " ")
+        return f"{instance}: {state or 'started'}."
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return f"{instance}: {message or f'refused ({status})'}"
 
 
 router = Router(path="/", route_handlers=[show, sign_in, sign_out, start_login], include_in_schema=False)
