@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import importlib.metadata
 import logging
+import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,6 +92,38 @@ def _pieces(text: str) -> list[str]:
     return out
 
 
+class _PieceCounts:
+    """Counts of pieces already seen, by digest, least recently used dropped first.
+
+    An agent resends its whole history each turn; the pieces of that history come out of ``_pieces``
+    the same as last turn (it packs whole lines greedily from the start), so only the newest piece is
+    tokenized again. A piece is counted on its own either way, so a cached total equals a fresh one.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._counts: OrderedDict[bytes, int] = OrderedDict()
+        self._lock = threading.Lock()  # counts run on the offload threads
+
+    def get(self, count: Callable[[str], int], piece: str) -> int:
+        key = hashlib.blake2b(piece.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        with self._lock:
+            found = self._counts.get(key)
+            if found is not None:
+                self._counts.move_to_end(key)
+                return found
+        value = count(piece)
+        with self._lock:
+            self._counts[key] = value
+            if len(self._counts) > self._size:
+                self._counts.popitem(last=False)
+        return value
+
+
+_SEEN = _PieceCounts()
+_SMALL = 2_000  # below this a fresh count is cheaper than a digest and a lookup
+
+
 def count_tokens(text: str) -> int:
     """Qwen tokens in ``text`` (NFC-normalised, as Qwen's own tokenizer does)."""
     if not text:
@@ -97,4 +132,4 @@ def count_tokens(text: str) -> int:
     if count is None:
         return max(1, (len(text.encode()) + 3) // 4)
     text = unicodedata.normalize("NFC", text)
-    return sum(count(piece) for piece in _pieces(text))
+    return sum(count(piece) if len(piece) < _SMALL else _SEEN.get(count, piece) for piece in _pieces(text))
