@@ -116,6 +116,9 @@ class _Peak:
                 await asyncio.wait_for(stop.wait(), 0.1)
 
 
+_ERRORS: list[str] = []
+
+
 async def _gateway_stream(port: int, body: bytes) -> tuple[bool, float]:
     conn = HttpConnection("127.0.0.1", port)
     arrivals: list[float] = []
@@ -123,8 +126,12 @@ async def _gateway_stream(port: int, body: bytes) -> tuple[bool, float]:
     try:
         response = await conn.post("/v1/chat/completions", body, arrivals)
         ok = response.status == 200 and response.body.rstrip().endswith(b"data: [DONE]") and b"done" in response.body
-    except Exception:  # noqa: BLE001 - counted as an error
+        if not ok and len(_ERRORS) < 5:
+            _ERRORS.append(f"HTTP {response.status}: {response.body[-300:]!r}")
+    except Exception as exc:  # noqa: BLE001 - counted as an error
         ok = False
+        if len(_ERRORS) < 5:
+            _ERRORS.append(f"{type(exc).__name__}: {exc}"[:300])
     finally:
         await conn.close()
     points = [started, *arrivals]
@@ -174,6 +181,7 @@ async def open_streams(sim: Simulator, gw: Gateway, count: int, heartbeat_s: flo
         "streams": count,
         "heartbeat_s": heartbeat_s,
         "errors": g_err,
+        "error_samples": list(_ERRORS),
         "worst_gap_ms": round(g_gap, 1),
         "peak_rss_mib": g_peak,
         "peak_rss_serve_plus_sidecar_mib": round(served, 1),
