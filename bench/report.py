@@ -112,15 +112,19 @@ def _per_process(values: dict[str, float], unit: str) -> str:
 
 def render_extended(ext: Row) -> str:
     """The agent-shaped figures, each beside its same-run baseline."""
-    out = ["Streamed replies (20 and 200 chunks), CPU per process:"]
-    chunks = ext["chunks"]
+    out: list[str] = []
+    chunks = ext.get("chunks") or {"processes": {}, "latency": {}}
+    if chunks["processes"]:
+        out.append("Streamed replies (20 and 200 chunks), CPU per process:")
     for name, fit in chunks["processes"].items():
         out.append(f"  {name:>9}: {fit['us_per_chunk']:8.1f} us/chunk  {fit['ms_per_turn']:7.3f} ms/turn")
-    base = chunks["baseline_simulator"]
-    out.append(
-        f"  baseline simulator: {base['us_per_chunk']:.1f} us/chunk {base['ms_per_turn']:.3f} ms/turn; "
-        f"ratio served/baseline {chunks['ratio']['us_per_chunk']} per chunk, {chunks['ratio']['ms_per_turn']} per turn"
-    )
+    base = chunks.get("baseline_simulator")
+    if base:
+        out.append(
+            f"  baseline simulator: {base['us_per_chunk']:.1f} us/chunk {base['ms_per_turn']:.3f} ms/turn; "
+            f"ratio served/baseline {chunks['ratio']['us_per_chunk']} per chunk, "
+            f"{chunks['ratio']['ms_per_turn']} per turn"
+        )
     for size, lat in chunks["latency"].items():
         out.append(
             f"  {size:>3} chunks: TTFT p50 {lat['ttft_p50_ms']:.2f} ms (baseline {lat['baseline_ttft_p50_ms']:.2f}), "

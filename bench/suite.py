@@ -32,18 +32,22 @@ async def measure_extended(
 ) -> dict[str, Any]:
     """Chunks on the shared gateway; start-up, the agent session and the open streams each on a fresh one."""
     out: dict[str, Any] = {"loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
-    _progress("extended: streamed replies of 20 and 200 chunks")
-    out["chunks"] = await chunk_series(sim, gw, turns=cfg.chunk_turns)
+    if cfg.chunk_turns > 0:
+        _progress("extended: streamed replies of 20 and 200 chunks")
+        out["chunks"] = await chunk_series(sim, gw, turns=cfg.chunk_turns)
     procs = Processes(root)
     try:
         _progress("extended: start-up to the first valid completion")
         env = gateway_env(cfg, base_env, root / "x-startup-sims")
         out["startup"] = await startup(procs, root / "x-startup", env, root / "x-startup-basesim")
         procs.stop_all()
-        _progress(f"extended: agent session of {cfg.agent_turns} turns on a fresh gateway")
-        env = gateway_env(cfg, base_env, root / "x-agent-sims")
-        out["agent"] = await agent_session(sim, _fresh(procs, root, "x-agent", env), cfg.agent_turns)
-        procs.stop_all()
+        if cfg.agent_turns > 0:
+            _progress(f"extended: agent session of {cfg.agent_turns} turns on a fresh gateway")
+            env = gateway_env(cfg, base_env, root / "x-agent-sims")
+            out["agent"] = await agent_session(sim, _fresh(procs, root, "x-agent", env), cfg.agent_turns)
+            procs.stop_all()
+        if cfg.streams <= 0:
+            return out | {"loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
         soft, hard = raise_nofile()
         out["nofile"] = {"soft": soft, "hard": hard}
         _progress(f"extended: {cfg.streams} concurrent slow streams (RLIMIT_NOFILE raised to {soft})")
