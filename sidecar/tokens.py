@@ -11,6 +11,7 @@ import functools
 import hashlib
 import importlib.metadata
 import logging
+import re
 import threading
 import unicodedata
 from collections import OrderedDict
@@ -28,6 +29,8 @@ _PATTERN = (
 _SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", *(f"<|extra_{i}|>" for i in range(205)))
 _SPECIAL_START = 151643
 _CHUNK = 50_000  # tiktoken's recursive merge can overflow its stack on very long pieces
+_TARGET = 4_000  # a piece's size: small enough that a new turn re-tokenizes little of the old text
+_CUT = re.compile(r"(?<=\n)(?=\S)")
 
 
 def _bpe_file() -> Path | None:
@@ -74,21 +77,34 @@ def tokenizer_name() -> str:
 
 
 def _pieces(text: str) -> list[str]:
-    if len(text) <= _CHUNK:
+    """``text`` cut where the BPE's own pre-split always cuts, packed into pieces of about ``_TARGET``.
+
+    A cut sits just after a newline that is followed by a character other than whitespace. Each of the
+    pattern's alternatives that can hold a newline (whitespace ending in newlines, punctuation with its
+    trailing newlines, plain whitespace) ends at such a place, and none can start before it and reach
+    past it; so the tokens of the whole text are the tokens of its pieces, and so is the count
+    (``tests/unit/sidecar/test_token_cache.py`` checks it on random text). The cuts fall at the same
+    places in a longer text with the same start, so a resent history makes the same pieces again.
+    """
+    if len(text) <= _TARGET:
         return [text]
     out: list[str] = []
-    current = ""
-    for i, line in enumerate(text.split("\n")):
-        piece = line if i == 0 else "\n" + line
-        while len(piece) > _CHUNK:
-            out.append(piece[:_CHUNK])
-            piece = piece[_CHUNK:]
-        if len(current) + len(piece) > _CHUNK:
-            out.append(current)
-            current = ""
-        current += piece
+    current: list[str] = []
+    size = 0
+    for segment in _CUT.split(text):
+        if size >= _TARGET:
+            out.append("".join(current))
+            current, size = [], 0
+        while len(segment) > _CHUNK:  # one enormous line: cut it anyway (the count may differ by a token)
+            if current:
+                out.append("".join(current))
+                current, size = [], 0
+            out.append(segment[:_CHUNK])
+            segment = segment[_CHUNK:]
+        current.append(segment)
+        size += len(segment)
     if current:
-        out.append(current)
+        out.append("".join(current))
     return out
 
 

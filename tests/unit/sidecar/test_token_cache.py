@@ -1,4 +1,4 @@
-"""Cached token counts equal fresh ones, turn after turn of a growing conversation."""
+"""Token counts by pieces equal the count of the whole text, and cached counts equal fresh ones."""
 
 from __future__ import annotations
 
@@ -27,7 +27,75 @@ def _fresh(text: str) -> int:
 _LINE = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=400)
 _MESSAGE = st.lists(_LINE, min_size=1, max_size=30).map("\n".join)
 # Long messages push the history past the piece size, so the cache sees whole pieces come back.
-_BLOCK = st.sampled_from(["", "def f(x):\n    return x  # ünïcödé 中文\n" * 1500, "ls -la\r\n" * 7000, " \t" * 30_000])
+_BLOCK = st.sampled_from(
+    ["", "def f(x):\n    return x  # ünïcödé 中文\n" * 1500, "ls -la\r\n" * 7000, "x = 1  \t\n\n  y\n" * 4000]
+)
+
+
+def _whole(text: str) -> int:
+    """The BPE count of the whole text in one call: what a usage figure must equal."""
+    enc = _raw_encoding()
+    return len(enc.encode(unicodedata.normalize("NFC", text), allowed_special="all"))
+
+
+def _raw_encoding() -> object:
+    count = tokens._encoder()
+    assert count is not None
+    return count.__closure__[0].cell_contents  # type: ignore[union-attr]
+
+
+# Lines that stress the cut places: whitespace of every kind, punctuation before newlines, digits,
+# contractions, CJK, combining marks, special tokens, carriage returns.
+_ATOM = st.sampled_from(
+    [
+        " ",
+        "  ",
+        "\t",
+        "\r",
+        "\r\n",
+        "\n",
+        "\n\n",
+        "\u3000",
+        "\xa0",
+        "\u2028",
+        "\x1c",
+        "\x85",
+        ".",
+        "!?",
+        "```",
+        "'s",
+        "'ll",
+        "don't",
+        "123",
+        "4",
+        "a",
+        "word",
+        "Ünïcode",
+        "e\u0301",
+        "中文",
+        "😀",
+        "<|im_start|>",
+        "<|endoftext|>",
+        "_",
+        "-",
+        "{",
+        "}\n",
+    ]
+)
+_TEXT = st.lists(_ATOM, min_size=1, max_size=300).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_TEXT, target=st.integers(min_value=1, max_value=64))
+def test_the_count_by_pieces_equals_the_count_of_the_whole_text(text: str, target: int) -> None:
+    saved = tokens._TARGET
+    tokens._TARGET = target  # tiny pieces: every cut place is used
+    try:
+        pieces = tokens._pieces(unicodedata.normalize("NFC", text))
+        assert "".join(pieces) == unicodedata.normalize("NFC", text)
+        assert count_tokens(text) == _whole(text)
+    finally:
+        tokens._TARGET = saved
 
 
 @settings(max_examples=25, deadline=None)
@@ -38,6 +106,7 @@ def test_cached_count_equals_fresh_count_as_the_history_grows(turns: list[tuple[
         history += f"\nUser: {message}{block}\nAssistant: ok"
         assert count_tokens(history) == _fresh(history)
         assert count_tokens(history) == _fresh(history)  # the second time from the cache
+        assert count_tokens(history) == _whole(history)
 
 
 def test_a_short_text_counts_as_the_whole_text_does() -> None:
