@@ -30,7 +30,7 @@ _SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", *(f"<|extra_{i}|>" f
 _SPECIAL_START = 151643
 _CHUNK = 50_000  # tiktoken's recursive merge can overflow its stack on very long pieces
 _TARGET = 4_000  # a piece's size: small enough that a new turn re-tokenizes little of the old text
-_CUT = re.compile(r"(?<=\n)(?=\S)")
+_CUT = re.compile(r"\n(?=\S)")
 
 
 def _bpe_file() -> Path | None:
@@ -86,25 +86,15 @@ def _pieces(text: str) -> list[str]:
     (``tests/unit/sidecar/test_token_cache.py`` checks it on random text). The cuts fall at the same
     places in a longer text with the same start, so a resent history makes the same pieces again.
     """
-    if len(text) <= _TARGET:
-        return [text]
     out: list[str] = []
-    current: list[str] = []
-    size = 0
-    for segment in _CUT.split(text):
-        if size >= _TARGET:
-            out.append("".join(current))
-            current, size = [], 0
-        while len(segment) > _CHUNK:  # one enormous line: cut it anyway (the count may differ by a token)
-            if current:
-                out.append("".join(current))
-                current, size = [], 0
-            out.append(segment[:_CHUNK])
-            segment = segment[_CHUNK:]
-        current.append(segment)
-        size += len(segment)
-    if current:
-        out.append("".join(current))
+    start = 0
+    while len(text) - start > _TARGET:
+        cut = _CUT.search(text, start + _TARGET - 1)
+        end = min(cut.end() if cut else len(text), start + _CHUNK)  # past _CHUNK: an enormous line, cut anyway
+        out.append(text[start:end])
+        start = end
+    if start < len(text):
+        out.append(text[start:])
     return out
 
 
