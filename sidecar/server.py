@@ -114,7 +114,9 @@ class SidecarServer:
             self.path.unlink()
         old_umask = os.umask(0o777 & ~self.mode)
         try:
-            self._server = await asyncio.start_unix_server(self.serve_connection, path=str(self.path))
+            # A burst of new streams opens as many connections at once; past the backlog a Unix-socket
+            # connect fails at once (EAGAIN) rather than waiting, so the backlog is the kernel's maximum.
+            self._server = await asyncio.start_unix_server(self.serve_connection, path=str(self.path), backlog=_BACKLOG)
         finally:
             os.umask(old_umask)
         os.chmod(self.path, self.mode)
@@ -307,6 +309,9 @@ class SidecarServer:
         snap["usage"] = self.usage.snapshot()
         return snap
 
+
+_BACKLOG = 4096
+"""The kernel caps it at ``net.core.somaxconn`` (4096 by default)."""
 
 _QUIET = frozenset({"bad_request", "context_length_exceeded", "not_found"})
 """The caller's own mistakes: its answer says why, the operator has nothing to do."""
