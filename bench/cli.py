@@ -22,8 +22,9 @@ from typing import Any, TypeVar
 from bench.config import SIM_SCENARIO, Config, gateway_env, parse_args, sim_env, sim_root
 from bench.measure import measure_all, progress
 from bench.procs import Processes, StartupError
-from bench.report import render_cpu, render_table, write_json
+from bench.report import render_cpu, render_extended, render_table, write_json
 from bench.stack import Gateway, Simulator, bundled_available, start_gateway, start_simulator
+from bench.suite import measure_extended
 
 __all__ = ("main",)
 
@@ -45,7 +46,13 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _payload(
-    cfg: Config, sim: Simulator, gw: Gateway, sims: Path, rows: list[dict[str, Any]], started: float
+    cfg: Config,
+    sim: Simulator,
+    gw: Gateway,
+    sims: Path,
+    rows: list[dict[str, Any]],
+    started: float,
+    extended: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """``machine.loadavg`` and each row's ``other_cores`` say how busy the rest of the box was."""
     return {
@@ -71,6 +78,7 @@ def _payload(
         | {"loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
         "processes": {"gateway": gw.pids, "baseline_simulator": sim.pid},
         "results": rows,
+        "extended": extended,
     }
 
 
@@ -81,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     procs = Processes(root)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     sims = root
+    extended: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = []
     try:
         sims = sim_root(cfg, root)
         bundled = cfg.mode == "serve" or (cfg.mode == "auto" and bundled_available())
@@ -90,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         sim = start_simulator(procs, sims / "base" / "inst-b", env)
         gw = start_gateway(procs, root / "d", root / "s.sock", gateway_env(cfg, env, sims / "gw"), bundled=bundled)
         progress(f"gateway ({gw.mode}) on 127.0.0.1:{gw.port}, pids {gw.pids}; baseline simulator pid {sim.pid}")
-        rows = _run_async(measure_all(cfg, sim, gw))
+        if cfg.classic:
+            rows = _run_async(measure_all(cfg, sim, gw))
+        if cfg.extended:
+            extended = _run_async(measure_extended(cfg, sim, gw, root, env))
     except StartupError as exc:
         print(f"bench: start-up failed: {exc}", file=sys.stderr)
         return 2
@@ -105,12 +118,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(sims, ignore_errors=True)
             shutil.rmtree(root, ignore_errors=True)
-    write_json(cfg.out, _payload(cfg, sim, gw, sims, rows, started))
+    write_json(cfg.out, _payload(cfg, sim, gw, sims, rows, started, extended))
     print(render_table(rows))
     print()
     print(render_cpu(rows))
+    if extended is not None:
+        print()
+        print(render_extended(extended))
     print(f"\nmode {gw.mode}; ratios are gateway/baseline; results in {cfg.out}")
     errors = sum(row["gateway"]["errors"] + row["baseline"]["errors"] for row in rows)
+    errors += extended["streams"]["errors"] if extended and "streams" in extended else 0
     if errors:
         print(f"bench: {errors} request(s) failed; see error_samples in the JSON", file=sys.stderr)
         return 1

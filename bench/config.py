@@ -13,8 +13,31 @@ __all__ = ("SCENARIOS", "SIM_SCENARIO", "Config", "gateway_env", "parse_args", "
 
 SCENARIOS = ("non_stream", "stream")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
-# Short and without delays: the simulator should cost as little as possible per turn.
-SIM_SCENARIO = {"turns": [{"match": ".", "chunk_size": 8, "reply": [{"text": "pong from the sim"}]}]}
+# Short and without delays: the simulator should cost as little as possible per turn. The marked entries
+# serve the extended measurements (bench/extended.py); a prompt's last marker picks its entry.
+SLOW_GAP_MS = 2500.0
+SIM_SCENARIO = {
+    "turns": [
+        {"match": "ping", "chunk_size": 8, "reply": [{"text": "pong from the sim"}]},
+        {"match": "BENCH-C20\\b", "chunks": [f"w{i:03d} " for i in range(20)], "reply": [{"text": "x"}]},
+        {"match": "BENCH-C200\\b", "chunks": [f"w{i:03d} " for i in range(200)], "reply": [{"text": "x"}]},
+        {
+            "match": "BENCH-SLOW",
+            "reply": [
+                {"text": "slow ", "delay_ms": SLOW_GAP_MS},
+                {"text": "stream ", "delay_ms": SLOW_GAP_MS},
+                {"text": "done"},
+            ],
+        },
+        {
+            "match": "BENCH-AGENT",
+            "reply": [
+                {"text": "Looking at the files next."},
+                {"tool_call": {"name": "Bash", "arguments": {"command": "ls -la src", "description": "List src"}}},
+            ],
+        },
+    ]
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +59,11 @@ class Config:
     keep: bool
     quick: bool
     sim_on_disk: bool
+    extended: bool = False
+    classic: bool = True
+    agent_turns: int = 200
+    chunk_turns: int = 60
+    streams: int = 1000
 
     def warmup_for(self, concurrency: int) -> int:
         return self.warmup if self.warmup is not None else max(2 * concurrency, min(200, self.requests // 10))
@@ -78,6 +106,11 @@ def parse_args(argv: list[str] | None) -> Config:
         action="store_true",
         help="keep the simulators' work dirs under /tmp too (default: on /dev/shm when it is a writable tmpfs)",
     )
+    p.add_argument("--agent-turns", type=int, default=200, help="turns of the agent session (default 200)")
+    p.add_argument("--chunk-turns", type=int, default=60, help="turns of 20 chunks; a third as many of 200")
+    p.add_argument("--streams", type=int, default=1000, help="concurrent slow streams (default 1000)")
+    p.add_argument("--no-extended", action="store_true", help="only the classic table (as --quick does)")
+    p.add_argument("--only-extended", action="store_true", help="skip the classic table")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dir and process logs")
     a = p.parse_args(argv)
     requests = a.requests if a.requests is not None else (200 if a.quick else 2000)
@@ -100,6 +133,11 @@ def parse_args(argv: list[str] | None) -> Config:
         keep=a.keep,
         quick=a.quick,
         sim_on_disk=a.sim_on_disk,
+        extended=not (a.quick or a.no_extended),
+        agent_turns=a.agent_turns,
+        chunk_turns=a.chunk_turns,
+        streams=a.streams,
+        classic=not a.only_extended,
     )
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ("CpuProbe", "cmdline", "cpu_seconds", "descendants", "machine_busy_seconds", "start_time")
+__all__ = (
+    "CpuProbe",
+    "cmdline",
+    "cpu_seconds",
+    "descendants",
+    "machine_busy_seconds",
+    "rss_kib",
+    "start_time",
+    "task_cpu_ns",
+)
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -23,6 +32,32 @@ def cpu_seconds(pid: int) -> float | None:
     """utime + stime of a live process, in seconds."""
     fields = _fields(pid)
     return None if fields is None else (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def task_cpu_ns(pid: int) -> int:
+    """Nanoseconds on a CPU, summed over the live threads (``schedstat``: finer than the 10 ms ticks of ``stat``)."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident set size (``VmRSS``) or its peak (``VmHWM``) from ``/proc/<pid>/status``, in KiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return 0
 
 
 def machine_busy_seconds() -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 __all__ = ("HttpConnection", "HttpError", "Response")
 
@@ -42,7 +43,8 @@ class HttpConnection:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    async def post(self, path: str, body: bytes) -> Response:
+    async def post(self, path: str, body: bytes, arrivals: list[float] | None = None) -> Response:
+        """``arrivals``, when given, gets the ``perf_counter`` time each body chunk arrived."""
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
         reader, writer = self._reader, self._writer
@@ -53,7 +55,7 @@ class HttpConnection:
         )
         try:
             writer.write(head.encode() + body)
-            response = await _read_response(reader)
+            response = await _read_response(reader, arrivals)
         except (OSError, asyncio.IncompleteReadError, HttpError):
             await self.close()
             raise
@@ -62,7 +64,7 @@ class HttpConnection:
         return response
 
 
-async def _read_response(reader: asyncio.StreamReader) -> Response:
+async def _read_response(reader: asyncio.StreamReader, arrivals: list[float] | None = None) -> Response:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:
@@ -77,7 +79,7 @@ async def _read_response(reader: asyncio.StreamReader) -> Response:
         if sep:
             headers[name.strip().lower()] = value.strip().lower()
     if headers.get("transfer-encoding") == "chunked":
-        body = await _read_chunked(reader)
+        body = await _read_chunked(reader, arrivals)
     elif "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"]))
     else:
@@ -85,10 +87,12 @@ async def _read_response(reader: asyncio.StreamReader) -> Response:
     return Response(int(parts[1]), body, headers.get("connection") != "close")
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+async def _read_chunked(reader: asyncio.StreamReader, arrivals: list[float] | None = None) -> bytes:
     out = bytearray()
     while True:
         size_line = await reader.readuntil(b"\r\n")
+        if arrivals is not None:
+            arrivals.append(time.perf_counter())
         size = int(size_line.split(b";", 1)[0].strip(), 16)
         if size == 0:
             while (await reader.readuntil(b"\r\n")) != b"\r\n":

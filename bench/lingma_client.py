@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import uuid
 from typing import Any
 
@@ -91,7 +92,8 @@ class LingmaClient:
             await self._ws.send("".join(replies))
         return messages
 
-    async def ask(self, text: str) -> str:
+    async def ask(self, text: str, arrivals: list[float] | None = None) -> str:
+        """``arrivals``, when given, gets the ``perf_counter`` time of each ``chat/answer``."""
         request_id = uuid.uuid4().hex
         msg_id = next(self._ids)
         await self._ws.send(
@@ -113,6 +115,8 @@ class LingmaClient:
                 if params.get("requestId") != request_id:
                     continue
                 if method == "chat/answer":
+                    if arrivals is not None:
+                        arrivals.append(time.perf_counter())
                     pieces.append(params.get("text") or "")
                 elif method == "chat/finish":
                     if params.get("statusCode") != 200:

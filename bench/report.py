@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-__all__ = ("aggregate", "render_cpu", "render_table", "write_json")
+__all__ = ("aggregate", "render_cpu", "render_extended", "render_table", "write_json")
 
 Row = dict[str, Any]
 
@@ -103,6 +103,63 @@ def render_cpu(rows: list[Row]) -> str:
         base = ", ".join(f"{k} {v:.2f}" for k, v in row["cpu"]["baseline_ms_per_request"].items())
         other = f"other {row['cpu']['other_cores']:.2f}/{row['cpu']['baseline_other_cores']:.2f} cores"
         out.append(f"  {row['scenario']:>10} c={row['concurrency']:<3} {gw} | {base} | {other}")
+    return "\n".join(out)
+
+
+def _per_process(values: dict[str, float], unit: str) -> str:
+    return ", ".join(f"{k} {v:.3f}{unit}" for k, v in values.items() if k != "loadgen")
+
+
+def render_extended(ext: Row) -> str:
+    """The agent-shaped figures, each beside its same-run baseline."""
+    out: list[str] = []
+    chunks = ext.get("chunks") or {"processes": {}, "latency": {}}
+    if chunks["processes"]:
+        out.append("Streamed replies (20 and 200 chunks), CPU per process:")
+    for name, fit in chunks["processes"].items():
+        out.append(f"  {name:>9}: {fit['us_per_chunk']:8.1f} us/chunk  {fit['ms_per_turn']:7.3f} ms/turn")
+    base = chunks.get("baseline_simulator")
+    if base:
+        out.append(
+            f"  baseline simulator: {base['us_per_chunk']:.1f} us/chunk {base['ms_per_turn']:.3f} ms/turn; "
+            f"ratio served/baseline {chunks['ratio']['us_per_chunk']} per chunk, "
+            f"{chunks['ratio']['ms_per_turn']} per turn"
+        )
+    for size, lat in chunks["latency"].items():
+        out.append(
+            f"  {size:>3} chunks: TTFT p50 {lat['ttft_p50_ms']:.2f} ms (baseline {lat['baseline_ttft_p50_ms']:.2f}), "
+            f"worst gap p50 {lat['worst_gap_p50_ms']:.2f} ms (baseline {lat['baseline_worst_gap_p50_ms']:.2f})"
+        )
+    if "agent" in ext:
+        a = ext["agent"]
+        out.append(f"Agent session ({a['turns']} turns; body bytes {a['body_bytes']}), CPU ms per turn:")
+        for turn, row in a["ms_mean_of_5_ending_at"].items():
+            out.append(f"  turns {max(1, int(turn) - 4)}-{turn}: {_per_process(row, '')}")
+        if a["ms_mean_6_15"]:
+            out.append(f"  mean 6-15: {_per_process(a['ms_mean_6_15'], '')}")
+        if a["ms_mean_141_150"]:
+            out.append(f"  mean 141-150: {_per_process(a['ms_mean_141_150'], '')}")
+        out.append(
+            f"  sidecar 141-150 / 6-15: {a['late_over_early_sidecar']}; first / second request: "
+            f"{a['first_over_second_sidecar']} (turn 1 {_per_process(a['ms_at_turn']['1'], '')}); "
+            f"baseline simulator {a['baseline_simulator_ms_per_turn']} ms/turn"
+        )
+    if "startup" in ext:
+        s = ext["startup"]
+        out.append(
+            f"Start-up to first valid completion: {s['to_first_completion_s']:.3f} s "
+            f"(baseline simulator {s['baseline_to_first_answer_s']:.3f} s, ratio {s['ratio']}); idle RSS MiB "
+            f"{s['idle_rss_mib']} (baseline {s['baseline_idle_rss_mib']}, ratio {s['rss_ratio']})"
+        )
+    if "streams" in ext:
+        st = ext["streams"]
+        out.append(
+            f"{st['streams']} open streams (heartbeat {st['heartbeat_s']} s): errors {st['errors']}, worst gap "
+            f"{st['worst_gap_ms']:.0f} ms, peak RSS MiB {st['peak_rss_mib']} (serve+sidecar "
+            f"{st['peak_rss_serve_plus_sidecar_mib']}); baseline: errors {st['baseline_errors']}, worst gap "
+            f"{st['baseline_worst_gap_ms']:.0f} ms, peak RSS {st['baseline_peak_rss_mib']} MiB; ratio {st['rss_ratio']}"
+        )
+    out.append(f"load average {ext['loadavg_at_start']} -> {ext['loadavg_at_end']}")
     return "\n".join(out)
 
 

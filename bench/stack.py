@@ -20,7 +20,16 @@ from pathlib import Path
 from bench.cpu import cmdline, descendants
 from bench.procs import Child, Processes, StartupError, wait_until
 
-__all__ = ("Gateway", "Simulator", "bundled_available", "free_port", "start_gateway", "start_simulator")
+__all__ = (
+    "Gateway",
+    "Simulator",
+    "bundled_available",
+    "free_port",
+    "sidecar_pid",
+    "simulator_pid",
+    "start_gateway",
+    "start_simulator",
+)
 
 READY_TIMEOUT_S = 60.0
 _SIM_MARKERS = ("lingma-sim", "sidecar.simulator")
@@ -113,7 +122,7 @@ def start_simulator(procs: Processes, work_dir: Path, env: dict[str, str]) -> Si
     raise StartupError(last)
 
 
-def _simulator_pid(work_dir: Path, root: int) -> int:
+def simulator_pid(work_dir: Path, root: int) -> int:
     """From the instance pidfile (JSON or a first-line pid), else the descendant that runs the simulator."""
     below = descendants(root)
     pidfile = work_dir / "inst-0" / "lingma.pid"
@@ -130,7 +139,7 @@ def _simulator_pid(work_dir: Path, root: int) -> int:
     raise StartupError("cannot find the gateway's simulator process")
 
 
-def _sidecar_pid(root: int, sim: int) -> int:
+def sidecar_pid(root: int, sim: int) -> int:
     for pid in descendants(root):
         if pid != sim and "sidecar" in cmdline(pid) and not any(m in cmdline(pid) for m in _SIM_MARKERS):
             return pid
@@ -146,14 +155,14 @@ def start_gateway(procs: Processes, data_dir: Path, sock: Path, env: dict[str, s
     if bundled:
         child = procs.spawn("gateway-serve", [*base, "serve", "--simulator", *common, "--port", str(port)], env)
         wait_until(lambda: _ready(port), child, READY_TIMEOUT_S, "gateway")
-        sim = _simulator_pid(work_dir, child.pid)
-        pids = {"http": child.pid, "sidecar": _sidecar_pid(child.pid, sim), "simulator": sim}
+        sim = simulator_pid(work_dir, child.pid)
+        pids = {"http": child.pid, "sidecar": sidecar_pid(child.pid, sim), "simulator": sim}
     else:
         sidecar: Child = procs.spawn("gateway-sidecar", [*base, "sidecar", "--simulator", *common], env)
         wait_until(lambda: _unix_open(sock), sidecar, READY_TIMEOUT_S, "sidecar socket")
         argv = [*base, "handler", "openai_chat,models", "--port", str(port), "--socket", str(sock)]
         child = procs.spawn("gateway-handler", argv, env)
         wait_until(lambda: _ready(port), child, READY_TIMEOUT_S, "gateway handler")
-        pids = {"http": child.pid, "sidecar": sidecar.pid, "simulator": _simulator_pid(work_dir, sidecar.pid)}
+        pids = {"http": child.pid, "sidecar": sidecar.pid, "simulator": simulator_pid(work_dir, sidecar.pid)}
     procs.remember_descendants()
     return Gateway("serve" if bundled else "split", port, pids)

@@ -23,10 +23,16 @@ WORKERS = 2
 T = TypeVar("T")
 
 
-def text_size(conv: Conversation) -> int:
-    """Roughly how much text a conversation holds, counted without touching the text itself."""
+def text_size(conv: Conversation, enough: int | None = None) -> int:
+    """Roughly how much text a conversation holds, counted without touching the text itself.
+
+    With ``enough``, counting stops once the total reaches it: a long history is known to be long after
+    its first messages, so the check costs the same on every turn of a growing session.
+    """
     total = sum(len(t.name) + len(t.description) + len(t.parameters) for t in conv.tools)
     for message in conv.messages:
+        if enough is not None and total >= enough:
+            return total
         total += sum(len(p.text) for p in message.content if isinstance(p, TextPart))
         total += sum(len(c.arguments) for c in message.tool_calls)
     return total
@@ -41,7 +47,7 @@ class Offload:
 
     async def run(self, conv: Conversation, work: Callable[[], T]) -> T:
         """``work`` for ``conv``: at once when the conversation is small, else on a worker thread."""
-        if text_size(conv) < INLINE_CHARS:
+        if text_size(conv, INLINE_CHARS) < INLINE_CHARS:
             return work()
         return await self.always(work)
 

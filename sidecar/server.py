@@ -114,7 +114,9 @@ class SidecarServer:
             self.path.unlink()
         old_umask = os.umask(0o777 & ~self.mode)
         try:
-            self._server = await asyncio.start_unix_server(self.serve_connection, path=str(self.path))
+            # A burst of new streams opens as many connections at once; past the backlog a Unix-socket
+            # connect fails at once (EAGAIN) rather than waiting, so the backlog is the kernel's maximum.
+            self._server = await asyncio.start_unix_server(self.serve_connection, path=str(self.path), backlog=_BACKLOG)
         finally:
             os.umask(old_umask)
         os.chmod(self.path, self.mode)
@@ -261,6 +263,7 @@ class SidecarServer:
     async def _produce(self, op: Complete, writer: asyncio.StreamWriter) -> None:
         REQUEST_ID.set(op.request_id or "-")  # this task's own context: the handler's id in every log line
         terminal_sent = False
+        burst = _Burst(writer)
         try:
             key = op.conversation.api_key_name or "open"
             metered = self.usage.metered(key, _guarded(self.backend.complete(op)))
@@ -268,7 +271,7 @@ class SidecarServer:
             admitted = self.admission.slot(waited=waited)
             async with self.key_share.slot(key), admitted, contextlib.aclosing(metered) as events:
                 async for event in events:
-                    await _send(writer, event)
+                    await burst.send(event)
                     if isinstance(event, Failed):
                         _note_failure(event.code, event.message)
                         self.stats.note_failure(event.code)
@@ -279,15 +282,17 @@ class SidecarServer:
             self.stats.requests["cancelled_by_client"] += 1
             if self._draining and not terminal_sent:
                 with contextlib.suppress(Exception):
-                    await _send(writer, failed_from_error(UpstreamUnavailableError("the sidecar is shutting down")))
+                    await burst.send(failed_from_error(UpstreamUnavailableError("the sidecar is shutting down")))
             raise
         except GatewayError as exc:
             self.stats.requests[f"failed_{exc.code}"] += 1
             _note_failure(exc.code, exc.message)
             self.stats.note_failure(exc.code)
             if not terminal_sent:
-                await _send(writer, failed_from_error(exc))
+                await burst.send(failed_from_error(exc))
             return
+        finally:
+            burst.flush()
         if not terminal_sent:
             await _send(writer, failed_from_error(InternalError("the turn ended without a terminal event")))
 
@@ -306,6 +311,9 @@ class SidecarServer:
         snap["usage"] = self.usage.snapshot()
         return snap
 
+
+_BACKLOG = 4096
+"""The kernel caps it at ``net.core.somaxconn`` (4096 by default)."""
 
 _QUIET = frozenset({"bad_request", "context_length_exceeded", "not_found"})
 """The caller's own mistakes: its answer says why, the operator has nothing to do."""
@@ -337,6 +345,37 @@ async def _guarded(events: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+class _Burst:
+    """The frames of one turn: those produced in the same pass of the event loop leave in one write.
+
+    Nothing waits on a timer: a frame is written at the end of the loop pass that made it, so a burst
+    (several chunks out of one Lingma message, or a chunk and the terminal) costs one system call, and a
+    lone chunk is not delayed.
+    """
+
+    __slots__ = ("_pending", "_scheduled", "_writer")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._pending: list[bytes] = []
+        self._scheduled = False
+
+    async def send(self, frame: Reply) -> None:
+        self._pending.append(pack_frame(encode(frame)))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+        await self._writer.drain()
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._writer.is_closing():
+                self._writer.write(data)
 
 
 async def _send(writer: asyncio.StreamWriter, frame: Reply) -> None:

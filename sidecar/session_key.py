@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
+
+import msgspec
 
 from common.conversation import ImagePart, Message, TextPart, ToolCallRecord, ToolSpec
 
@@ -48,30 +53,93 @@ def _parts(msg: Message) -> list[object]:
     return [text, images] if images else [text]
 
 
+def _entry(msg: Message, positions: dict[str, int]) -> list[object]:
+    calls: list[object] = []
+    for call in msg.tool_calls:
+        positions.setdefault(call.id, len(positions))
+        calls.append([positions[call.id], call.name, call.kind, _canonical_args(call.arguments, call.kind)])
+    entry: list[object] = [msg.role, _parts(msg)]
+    if calls:
+        entry.append(calls)
+    if msg.role == "tool":
+        call_id = msg.tool_call_id
+        entry.append([None if call_id is None else positions.get(call_id, call_id), msg.is_error])
+    return entry
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+class _Progress(msgspec.Struct):
+    """The digest and the call positions after some leading messages of a body."""
+
+    digest: Any  # hashlib's sha256 object (copied before it is extended)
+    positions: dict[str, int]
+
+
+class _Prefixes:
+    """Digests of conversation prefixes, by a chain of per-message digests: a key extends its predecessor's.
+
+    An agent resends its whole history each turn; the key of this turn's history was computed last turn
+    (as the key its reply was stored under), so only the messages after it are serialised and hashed.
+    """
+
+    def __init__(self, size: int = 2048) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, _Progress] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, link: bytes) -> _Progress | None:
+        with self._lock:
+            found = self._entries.get(link)
+            if found is not None:
+                self._entries.move_to_end(link)
+            return found
+
+    def put(self, link: bytes, progress: _Progress) -> None:
+        with self._lock:
+            self._entries[link] = progress
+            self._entries.move_to_end(link)
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+_PREFIXES = _Prefixes()
+_encode = msgspec.msgpack.Encoder().encode
+
+
 def conversation_key(fingerprint: str, tools: Sequence[ToolSpec], messages: Sequence[Message]) -> str:
-    positions: dict[str, int] = {}
+    """SHA-256 of ``json.dumps([fingerprint, tools, instruction, body], sort_keys=True, ensure_ascii=False)``.
 
-    def position(call_id: str | None) -> object:
-        if call_id is None:
-            return None
-        return positions.get(call_id, call_id)
-
+    The JSON of a list is its items' JSON joined by ``", "``, so the payload is hashed piece by piece:
+    the head, then each body entry; the digest after a known prefix is picked up where it was left.
+    """
     instruction = "\n\n".join(t for m in messages if m.role in ("system", "developer") if (t := m.text().strip()))
-    body: list[object] = []
-    for msg in merge_assistant_runs([m for m in messages if m.role not in ("system", "developer")]):
-        calls: list[object] = []
-        for call in msg.tool_calls:
-            positions.setdefault(call.id, len(positions))
-            calls.append([positions[call.id], call.name, call.kind, _canonical_args(call.arguments, call.kind)])
-        entry: list[object] = [msg.role, _parts(msg)]
-        if calls:
-            entry.append(calls)
-        if msg.role == "tool":
-            entry.append([position(msg.tool_call_id), msg.is_error])
-        body.append(entry)
     spec = [[t.name, t.kind, t.description, _canonical_args(t.parameters, "function")] for t in tools]
-    payload = json.dumps([fingerprint, spec, instruction, body], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    head = _dumps([fingerprint, spec, instruction])[:-1] + ", ["
+    body = merge_assistant_runs([m for m in messages if m.role not in ("system", "developer")])
+    links: list[bytes] = []
+    link = hashlib.blake2b(head.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    for msg in body:
+        link = hashlib.blake2b(link + _encode(msg), digest_size=16).digest()
+        links.append(link)
+    start, progress = 0, None
+    for index in range(len(links) - 1, -1, -1):
+        progress = _PREFIXES.get(links[index])
+        if progress is not None:
+            start = index + 1
+            break
+    if progress is None:
+        digest, positions = hashlib.sha256(head.encode()), {}
+    else:
+        digest, positions = progress.digest.copy(), dict(progress.positions)
+    for index in range(start, len(body)):
+        digest.update(((", " if index else "") + _dumps(_entry(body[index], positions))).encode())
+        if index == len(body) - 1:
+            _PREFIXES.put(links[index], _Progress(digest.copy(), dict(positions)))
+    digest.update(b"]]")
+    return str(digest.hexdigest())
 
 
 def reply_message(text: str, calls: Sequence[ToolCallRecord]) -> Message:

@@ -6,10 +6,11 @@ across messages, so the reader buffers bytes and cuts frames by the declared UTF
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
+
+import msgspec
 
 __all__ = ("MAX_FRAME_BYTES", "FrameParser", "encode_message")
 
@@ -24,10 +25,18 @@ _NEEDLE_RE = re.compile(re.escape(_NEEDLE), re.IGNORECASE)
 _TERMINATOR = b"\r\n\r\n"
 
 
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder()
+
+
 def encode_message(obj: object) -> str:
-    """One frame: ``Content-Length: N\\r\\n\\r\\n<json>``, N counting the body's UTF-8 bytes."""
-    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    return f"Content-Length: {len(body.encode('utf-8'))}\r\n\r\n{body}"
+    """One frame: ``Content-Length: N``, a blank line, then the JSON; N counts the body's UTF-8 bytes.
+
+    msgspec rather than the standard ``json``: every pushed chunk of a reply is decoded here, and
+    msgspec does it several times faster.
+    """
+    body = _ENCODER.encode(obj)
+    return f"Content-Length: {len(body)}\r\n\r\n{body.decode('utf-8')}"
 
 
 class FrameParser:
@@ -107,8 +116,8 @@ def _content_length(header: bytes) -> int | None:
 
 def _decode_body(body: bytes) -> dict[str, Any] | None:
     try:
-        obj = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        obj = _DECODER.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError):
         log.warning("skipping an undecodable Lingma frame (%d bytes)", len(body))
         return None
     if not isinstance(obj, dict):
