@@ -34,6 +34,9 @@ def python_paths() -> tuple[list[str], list[str]]:
         if extra and Path(extra).is_dir():
             dirs.add(extra)
     files = glob.glob("/usr/bin/python*") + glob.glob("/usr/local/bin/python*") + glob.glob("/usr/lib/*/libpython3*")
+    # A system Python's prefix is /usr (or /usr/local): hiding it would hide mount and the shell too, so there
+    # only its own library dirs and binaries (the globs above) are hidden.
+    dirs -= {"/", "/usr", "/usr/local"}
     present = sorted(d for d in dirs if Path(d).is_dir())
     outermost = [d for d in present if not any(d != o and Path(d).is_relative_to(o) for o in present)]
     real = {os.path.realpath(f) for f in files if Path(f).is_file()}
