@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from common.client import SidecarClient, socket_accepts
 from common.errors import GatewayError
+from common.private_file import write_private
 from common.protocol import AdminRequest, ExportSession, ImportSession, LoginCallback, LoginStart, LoginStatus, LoginUrl
 from common.settings import Settings
 
@@ -143,7 +144,7 @@ async def _export(client: SidecarClient, instance: str, out: str | None) -> int:
     if status != 200:
         print(f"lingma-gateway: {body.get('error')}", file=sys.stderr)
         return 1
-    write_secret(body["bundle_b64"], out)
+    write_private(body["bundle_b64"], out)
     print(f"exported the session bundle of {instance} ({body['raw_bytes']} bytes)", file=sys.stderr)
     return 0
 
@@ -156,13 +157,3 @@ async def _import(client: SidecarClient, instance: str, source: str) -> int:
         return 1
     print(f"imported; {instance} restarts its Lingma to read the login", file=sys.stderr)
     return 0
-
-
-def write_secret(text: str, out: str | None) -> None:
-    """A bundle is a credential: a file gets mode 0600 from its creation."""
-    if out is None:
-        print(text)
-        return
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(text + "\n")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 import time
 import urllib.parse
 from pathlib import Path
 
+from common.private_file import write_private
 from common.settings import Settings
 from sidecar.lingma.instance import LingmaInstance
 from sidecar.login.admin import forward_callback
@@ -60,7 +60,7 @@ def run_offline(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.command == "bundle" and args.action == "export":
             bundle = export_bundle(work)
-            _write_secret(bundle.bundle_b64, args.out)
+            write_private(bundle.bundle_b64, args.out)
             print(f"exported the session bundle of {wanted} ({bundle.raw_bytes} bytes)", file=sys.stderr)
             return 0
         if args.command == "bundle":
@@ -141,12 +141,3 @@ async def _manual(inst: LingmaInstance) -> int:
         return 1
     print(f"{inst.id} is logged in")
     return 0
-
-
-def _write_secret(text: str, out: str | None) -> None:
-    if out is None:
-        print(text)
-        return
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(text + "\n")

@@ -70,10 +70,8 @@ class LingmaBackend:
         await self.cache.open(lock_timeout=self.settings.session_cache_lock_timeout)
 
     async def start(self) -> None:
-        # Loading the tokenizer takes a second or more: off the event loop, and before any turn needs it, so
-        # the first turns do not stall every connection's handshake.
-        await asyncio.to_thread(tokenizer_name)
-        # Load the tokenizer now (about half a second), on a worker: never inside the first request's turn.
+        # The tokenizer takes about a second to load: on a worker, beside Lingma's start, and finished before the
+        # sidecar reports ready, so no first turn (nor any connection's handshake) waits behind it.
         loading = asyncio.ensure_future(self.offload.always(tokenizer_name))
         await self.pool.start()
         await loading
