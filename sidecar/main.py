@@ -125,22 +125,30 @@ async def run(settings: Settings, script: str | None) -> int:
     return 0
 
 
+def _settings_for(component: str) -> Settings | None:
+    """Settings, logging and the umask that every process working on a data dir starts with; None if invalid."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"lingma-gateway: {exc}", file=sys.stderr)
+        return None
+    setup_logging(settings.log_level, json_lines=settings.log_json, component=component)
+    # websockets logs every frame at DEBUG, and Lingma's frames carry tokens (auth/status): never below INFO.
+    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
+    # Conversations, Lingma's login state and its logs live under the data dir: owner-only, whatever the umask.
+    os.umask(0o077)
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["login"], ["bundle"]):
         return _offline(argv)
     args = parse_args(argv)
     apply_flags(args)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"lingma-gateway: {exc}", file=sys.stderr)
+    settings = _settings_for("sidecar")
+    if settings is None:
         return 2
-    setup_logging(settings.log_level, json_lines=settings.log_json, component="sidecar")
-    # websockets logs every frame at DEBUG, and Lingma's frames carry tokens (auth/status): never below INFO.
-    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
-    # Conversations, Lingma's login state and its logs live under the data dir: owner-only, whatever the umask.
-    os.umask(0o077)
     lock = DataDirLock(settings.data_dir)
     try:
         check_socket_free(settings.socket_path)
@@ -165,14 +173,9 @@ def _offline(argv: list[str]) -> int:
 
     args = parse(argv)
     apply_flags(argparse.Namespace(data_dir=args.data_dir, socket=args.socket, simulator=args.simulator, scenario=None))
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"lingma-gateway: {exc}", file=sys.stderr)
+    settings = _settings_for("cli")
+    if settings is None:
         return 2
-    setup_logging(settings.log_level, json_lines=settings.log_json, component="cli")
-    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
-    os.umask(0o077)
     lock = DataDirLock(settings.data_dir)
     try:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
