@@ -112,9 +112,10 @@ def _act(page: Page, action: dict[str, Any], out: dict[str, Any]) -> None:
     elif kind == "type":
         page.evaluate(f"document.querySelector({json.dumps(action['selector'])}).value = {json.dumps(action['text'])}")
     elif kind == "submit":
+        # The old document carries a mark; the new one (after the submit's navigation) does not.
+        page.evaluate("window.__lgwOldDocument = true")
         page.evaluate(f"document.querySelector({json.dumps(action['selector'])}).submit()")
-        time.sleep(0.2)  # let the navigation begin before waiting for the new document
-        page.wait_for("document.readyState === 'complete'")
+        page.wait_for("!window.__lgwOldDocument && document.readyState === 'complete'")
     elif kind == "read":
         out[action["as"]] = {"text": page.evaluate("document.body.innerText"), "url": page.evaluate("location.href")}
     elif kind == "screenshot":
