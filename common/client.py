@@ -49,7 +49,6 @@ from common.protocol import (
     ToolCall,
     decode_reply,
     encode,
-    error_from_failed,
 )
 from common.transport import InProcessTransport, Transport, UnixTransport
 
@@ -164,7 +163,7 @@ class SidecarClient:
             raise SidecarUnavailableError(f"the sidecar is not reachable at its socket ({reason})") from None
         if isinstance(reply, Failed):
             conn.close()
-            raise error_from_failed(reply)
+            raise GatewayError.carrying(reply)
         if not isinstance(reply, HelloOk):
             conn.close()
             raise InternalError("the sidecar answered the handshake with an unexpected frame")
@@ -215,7 +214,7 @@ class SidecarClient:
             raise
 
     async def request(self, op: Request) -> Reply:
-        """A unary call: exactly one reply frame. ``Failed`` is raised as its ``GatewayError``."""
+        """A unary call: exactly one reply frame. A ``Failed`` is raised as it is, carried by its ``GatewayError``."""
         try:
             async with asyncio.timeout(UNARY_TIMEOUT):
                 conn, reply = await self._start(op)
@@ -223,7 +222,7 @@ class SidecarClient:
             raise SidecarUnavailableError("the sidecar did not answer in time") from None
         self._release(conn)
         if isinstance(reply, Failed):
-            raise error_from_failed(reply)
+            raise GatewayError.carrying(reply)
         return reply
 
     @contextlib.asynccontextmanager
@@ -233,7 +232,7 @@ class SidecarClient:
         done = False
         if isinstance(first, Failed):
             self._release(conn)
-            raise error_from_failed(first)
+            raise GatewayError.carrying(first)
 
         async def frames() -> AsyncIterator[Event]:
             nonlocal done
@@ -249,8 +248,8 @@ class SidecarClient:
                 yield frame
                 try:
                     frame = await conn.receive()
-                except GatewayError as exc:
-                    yield Failed(code="sidecar_unavailable", message=exc.message)
+                except SidecarUnavailableError as exc:
+                    yield exc.failed  # the terminal of a broken connection, made once where the break is seen
                     return
 
         try:

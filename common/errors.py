@@ -1,7 +1,10 @@
 """The one error vocabulary shared by handlers and the sidecar.
 
-Every failure the gateway reports has a code from ``ErrorCode``; the code decides the HTTP status and
-body in each dialect (see ``handlers/errors.py``) and crosses the sidecar socket as a ``Failed`` frame.
+Every failure the gateway reports is one ``Failed`` value, made where the failure is first known: a code
+from ``ErrorCode``, a message and its details. The same value crosses the sidecar socket as a frame, ends a
+stream as its terminal event, and is what each dialect's table renders (``handlers/errors.py``). Where a
+failure has to unwind the stack, a ``GatewayError`` carries it: raising one makes its ``Failed`` once, and
+``GatewayError.carrying`` raises a ``Failed`` that came from elsewhere as it is.
 
     GatewayError
     ├── BadRequestError              bad_request
@@ -25,11 +28,14 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+import msgspec
+
 __all__ = (
     "ERROR_CLASSES",
     "BadRequestError",
     "ContextLengthExceededError",
     "ErrorCode",
+    "Failed",
     "GatewayError",
     "InternalError",
     "NoCapacityError",
@@ -44,7 +50,6 @@ __all__ = (
     "UpstreamError",
     "UpstreamTimeoutError",
     "UpstreamUnavailableError",
-    "error_for_code",
 )
 
 ErrorCode = Literal[
@@ -65,10 +70,24 @@ ErrorCode = Literal[
 ]
 
 
+class Failed(msgspec.Struct, tag="failed", tag_field="t", kw_only=True, omit_defaults=True):
+    """A failure as data: the sidecar protocol's terminal frame (its tag and tag field are the protocol's)."""
+
+    code: str
+    """An ``ErrorCode``; kept a plain string so that a newer sidecar's code still decodes (it renders as internal)."""
+    message: str
+    retry_after_s: float | None = None
+    upstream_status: int | None = None
+    detail_code: str | None = None
+    """A finer code for the caller's envelope, such as ``previous_response_not_found``."""
+    param: str | None = None
+
+
 class GatewayError(Exception):
-    """Base of every failure the gateway reports to a caller."""
+    """Base of every failure the gateway reports to a caller; ``failed`` is the failure itself."""
 
     code: ClassVar[ErrorCode] = "internal"
+    failed: Failed
 
     def __init__(
         self,
@@ -80,12 +99,43 @@ class GatewayError(Exception):
         detail_code: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
-        self.retry_after_s = retry_after_s
-        self.upstream_status = upstream_status
-        self.param = param
-        self.detail_code = detail_code
-        """A finer code for the caller's envelope, such as ``previous_response_not_found``."""
+        self.failed = Failed(
+            code=self.code,
+            message=message,
+            retry_after_s=retry_after_s,
+            upstream_status=upstream_status,
+            detail_code=detail_code,
+            param=param,
+        )
+
+    @staticmethod
+    def carrying(failed: Failed) -> GatewayError:
+        """The error that raises ``failed`` as it is; its class is the code's (an unknown code is ``internal``)."""
+        kind = ERROR_CLASSES.get(failed.code, InternalError)
+        err = kind.__new__(kind)
+        Exception.__init__(err, failed.message)
+        err.failed = failed
+        return err
+
+    @property
+    def message(self) -> str:
+        return self.failed.message
+
+    @property
+    def retry_after_s(self) -> float | None:
+        return self.failed.retry_after_s
+
+    @property
+    def upstream_status(self) -> int | None:
+        return self.failed.upstream_status
+
+    @property
+    def param(self) -> str | None:
+        return self.failed.param
+
+    @property
+    def detail_code(self) -> str | None:
+        return self.failed.detail_code
 
 
 class BadRequestError(GatewayError):
@@ -172,19 +222,3 @@ ERROR_CLASSES: dict[str, type[GatewayError]] = {
         InternalError,
     )
 }
-
-
-def error_for_code(
-    code: str,
-    message: str,
-    *,
-    retry_after_s: float | None = None,
-    upstream_status: int | None = None,
-    detail_code: str | None = None,
-    param: str | None = None,
-) -> GatewayError:
-    """Rebuild an error from its code; an unknown code (a newer sidecar) becomes ``internal``."""
-    cls = ERROR_CLASSES.get(code, InternalError)
-    return cls(
-        message, retry_after_s=retry_after_s, upstream_status=upstream_status, detail_code=detail_code, param=param
-    )

@@ -13,7 +13,7 @@ from typing import Literal
 import msgspec
 
 from common.conversation import Conversation
-from common.errors import GatewayError, error_for_code
+from common.errors import Failed
 
 __all__ = (
     "PROTOCOL_MAJOR",
@@ -53,8 +53,6 @@ __all__ = (
     "decode_reply",
     "decode_request",
     "encode",
-    "error_from_failed",
-    "failed_from_error",
 )
 
 PROTOCOL_MAJOR = 1
@@ -203,15 +201,6 @@ class Finished(_Frame, tag="finished"):
     usage: Usage = Usage()
 
 
-class Failed(_Frame, tag="failed"):
-    code: str
-    message: str
-    retry_after_s: float | None = None
-    upstream_status: int | None = None
-    detail_code: str | None = None
-    param: str | None = None
-
-
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     key: str
     display_name: str = ""
@@ -272,25 +261,3 @@ def decode_request(body: bytes) -> Request:
 def decode_reply(body: bytes) -> Reply:
     reply: Reply = _reply_decoder.decode(body)
     return reply
-
-
-def failed_from_error(exc: GatewayError) -> Failed:
-    return Failed(
-        code=exc.code,
-        message=exc.message,
-        retry_after_s=exc.retry_after_s,
-        upstream_status=exc.upstream_status,
-        detail_code=exc.detail_code,
-        param=exc.param,
-    )
-
-
-def error_from_failed(frame: Failed) -> GatewayError:
-    return error_for_code(
-        frame.code,
-        frame.message,
-        retry_after_s=frame.retry_after_s,
-        upstream_status=frame.upstream_status,
-        detail_code=frame.detail_code,
-        param=frame.param,
-    )

@@ -30,8 +30,8 @@ from handlers.context import GatewayContext
 from handlers.http_guard import HttpLimits, guarded_protocol
 from handlers.login_cli import add_commands, run_command
 from handlers.probe import ping
+from handlers.streaming import DRAIN_GRACE
 from handlers.supervisor import SidecarSupervisor
-from handlers.turn import DRAIN_GRACE
 from handlers.version import VERSION
 
 __all__ = ("main",)

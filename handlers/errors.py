@@ -1,4 +1,8 @@
-"""The error table (docs/dialects.md §1.5): one ``GatewayError`` code, each dialect's envelope and status."""
+"""The error table (docs/dialects.md §1.5): a ``Failed``, rendered in each dialect's envelope and status.
+
+A ``Failed`` reaches these tables as it was made (in the sidecar, in the client on a broken connection, or
+in a handler that raised a ``GatewayError``); nothing here rebuilds it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.types import ExceptionHandlersMap
 
-from common.errors import BadRequestError, GatewayError, InternalError, NotFoundError, TooLargeError
+from common.errors import BadRequestError, Failed, GatewayError, InternalError, NotFoundError, TooLargeError
 from common.log import REQUEST_ID
 
 __all__ = (
@@ -19,11 +23,11 @@ __all__ = (
     "anthropic_error_body",
     "anthropic_exception_handlers",
     "anthropic_status",
+    "failure_of",
     "openai_error_body",
     "openai_exception_handlers",
     "openai_status",
     "responses_error_code",
-    "to_gateway_error",
 )
 
 log = logging.getLogger("lingma_gateway.handlers")
@@ -85,90 +89,91 @@ _RESPONSES: dict[str, str] = {
 }
 
 
-def openai_status(exc: GatewayError) -> int:
-    return _OPENAI.get(exc.code, _OPENAI["internal"])[0]
+def openai_status(failed: Failed) -> int:
+    return _OPENAI.get(failed.code, _OPENAI["internal"])[0]
 
 
-def anthropic_status(exc: GatewayError) -> int:
-    return _ANTHROPIC.get(exc.code, _ANTHROPIC["internal"])[0]
+def anthropic_status(failed: Failed) -> int:
+    return _ANTHROPIC.get(failed.code, _ANTHROPIC["internal"])[0]
 
 
-def responses_error_code(exc: GatewayError) -> str:
-    return _RESPONSES.get(exc.code, "server_error")
+def responses_error_code(failed: Failed) -> str:
+    return _RESPONSES.get(failed.code, "server_error")
 
 
-def openai_error_body(exc: GatewayError) -> dict[str, object]:
-    _status, kind, code = _OPENAI.get(exc.code, _OPENAI["internal"])
-    return {"error": {"message": exc.message, "type": kind, "param": exc.param, "code": exc.detail_code or code}}
+def openai_error_body(failed: Failed) -> dict[str, object]:
+    _status, kind, code = _OPENAI.get(failed.code, _OPENAI["internal"])
+    return {
+        "error": {"message": failed.message, "type": kind, "param": failed.param, "code": failed.detail_code or code}
+    }
 
 
-def anthropic_error_body(exc: GatewayError, request_id: str | None = None) -> dict[str, object]:
-    _status, kind = _ANTHROPIC.get(exc.code, _ANTHROPIC["internal"])
-    return {"type": "error", "error": {"type": kind, "message": exc.message}, "request_id": request_id}
+def anthropic_error_body(failed: Failed, request_id: str | None = None) -> dict[str, object]:
+    _status, kind = _ANTHROPIC.get(failed.code, _ANTHROPIC["internal"])
+    return {"type": "error", "error": {"type": kind, "message": failed.message}, "request_id": request_id}
 
 
-def _retry_headers(exc: GatewayError) -> dict[str, str]:
-    if exc.retry_after_s is None:
+def _retry_headers(failed: Failed) -> dict[str, str]:
+    if failed.retry_after_s is None:
         return {}
-    return {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))}
+    return {"retry-after": str(max(1, math.ceil(failed.retry_after_s)))}
 
 
-def to_gateway_error(exc: Exception) -> GatewayError:
-    """Map framework and decoding errors onto the vocabulary; anything unknown is ``internal``."""
+def failure_of(exc: Exception) -> Failed:
+    """The failure an exception carries; framework and decoding errors are named here, anything unknown is
+    ``internal``."""
     if isinstance(exc, GatewayError):
-        return exc
+        return exc.failed
     if isinstance(exc, RecursionError):
-        return BadRequestError("the request nests JSON too deeply")
+        return BadRequestError("the request nests JSON too deeply").failed
     if isinstance(exc, (msgspec.DecodeError, msgspec.ValidationError)):
-        return BadRequestError(f"invalid request body: {exc}")
+        return BadRequestError(f"invalid request body: {exc}").failed
     if isinstance(exc, HTTPException):
         if exc.status_code == 413:
-            return TooLargeError("the request body is too large")
+            return TooLargeError("the request body is too large").failed
         if exc.status_code == 404:
-            return NotFoundError(f"no such route: {exc.detail}")
+            return NotFoundError(f"no such route: {exc.detail}").failed
         if exc.status_code < 500:
-            err = BadRequestError(str(exc.detail))
-            err.upstream_status = exc.status_code
-            return err
+            return BadRequestError(str(exc.detail), upstream_status=exc.status_code).failed
     log.exception("unhandled error in a handler", exc_info=exc)
-    return InternalError("the gateway failed to handle the request")
+    return InternalError("the gateway failed to handle the request").failed
 
 
-def _status_override(err: GatewayError, default: int) -> int:
+def _status_override(failed: Failed, default: int) -> int:
     # Framework 4xx such as 405 keep their status while using the bad_request envelope.
-    if err.code == "bad_request" and err.upstream_status and 400 <= err.upstream_status < 500:
-        return err.upstream_status
+    status = failed.upstream_status
+    if failed.code == "bad_request" and status and 400 <= status < 500:
+        return status
     return default
 
 
-def note_refusal(status: int, err: GatewayError) -> None:
+def note_refusal(status: int, failed: Failed) -> None:
     """A line for each answer an operator acts on: backpressure, a lost sidecar, timeouts, failures."""
     if status == 429 or status >= 500:
-        level = logging.ERROR if err.code in ("internal", "protocol") else logging.WARNING
-        log.log(level, "answered %s (%s): %s", status, err.code, err.message)
+        level = logging.ERROR if failed.code in ("internal", "protocol") else logging.WARNING
+        log.log(level, "answered %s (%s): %s", status, failed.code, failed.message)
 
 
 def _openai_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    err = to_gateway_error(exc)
-    status = _status_override(err, openai_status(err))
-    note_refusal(status, err)
+    failed = failure_of(exc)
+    status = _status_override(failed, openai_status(failed))
+    note_refusal(status, failed)
     return Response(
-        content=openai_error_body(err),
+        content=openai_error_body(failed),
         status_code=status,
-        headers=_retry_headers(err),
+        headers=_retry_headers(failed),
         media_type="application/json",
     )
 
 
 def _anthropic_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    err = to_gateway_error(exc)
-    request_id = REQUEST_ID.get()
-    status = _status_override(err, anthropic_status(err))
-    note_refusal(status, err)
+    failed = failure_of(exc)
+    status = _status_override(failed, anthropic_status(failed))
+    note_refusal(status, failed)
     return Response(
-        content=anthropic_error_body(err, request_id),
+        content=anthropic_error_body(failed, REQUEST_ID.get()),
         status_code=status,
-        headers=_retry_headers(err),
+        headers=_retry_headers(failed),
         media_type="application/json",
     )
 

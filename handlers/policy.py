@@ -50,11 +50,11 @@ def check_content_type(header: str | None) -> None:
         return
     media = header.split(";", 1)[0].strip().lower()
     if not _JSON_MEDIA.match(media):
-        err = BadRequestError(
-            f"unsupported Content-Type {media!r}: send the body as application/json", param="content-type"
+        raise BadRequestError(
+            f"unsupported Content-Type {media!r}: send the body as application/json",
+            param="content-type",
+            upstream_status=UNSUPPORTED_MEDIA_TYPE,
         )
-        err.upstream_status = UNSUPPORTED_MEDIA_TYPE
-        raise err
 
 
 def check_sampling(temperature: float | None, top_p: float | None, *, temperature_max: float) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import msgspec
 
 from common.client import socket_accepts
-from common.errors import BadRequestError, GatewayError, InternalError, UpstreamUnavailableError
+from common.errors import BadRequestError, GatewayError, InternalError
 from common.frames import FrameError, pack_frame, read_frame
 from common.log import REQUEST_ID
 from common.protocol import (
@@ -51,7 +51,6 @@ from common.protocol import (
     TokenCount,
     decode_request,
     encode,
-    failed_from_error,
 )
 from sidecar.admission import Admission
 from sidecar.backend import Backend
@@ -222,12 +221,12 @@ class SidecarServer:
                 case _:
                     return Failed(code="bad_request", message=f"unexpected operation {type(op).__name__}")
         except GatewayError as exc:
-            return failed_from_error(exc)
+            return exc.failed
         except RecursionError:
             return Failed(code="bad_request", message="the request nests too deeply")
         except Exception:
             log.exception("unary operation failed")
-            return failed_from_error(InternalError("the sidecar failed to answer; see its log"))
+            return Failed(code="internal", message="the sidecar failed to answer; see its log")
 
     async def _stream(
         self, op: Complete, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -282,19 +281,19 @@ class SidecarServer:
             self.stats.requests["cancelled_by_client"] += 1
             if self._draining and not terminal_sent:
                 with contextlib.suppress(Exception):
-                    await burst.send(failed_from_error(UpstreamUnavailableError("the sidecar is shutting down")))
+                    await burst.send(Failed(code="upstream_unavailable", message="the sidecar is shutting down"))
             raise
         except GatewayError as exc:
             self.stats.requests[f"failed_{exc.code}"] += 1
             _note_failure(exc.code, exc.message)
             self.stats.note_failure(exc.code)
             if not terminal_sent:
-                await burst.send(failed_from_error(exc))
+                await burst.send(exc.failed)
             return
         finally:
             burst.flush()
         if not terminal_sent:
-            await _send(writer, failed_from_error(InternalError("the turn ended without a terminal event")))
+            await _send(writer, Failed(code="internal", message="the turn ended without a terminal event"))
 
     def snapshot(self) -> dict[str, object]:
         snap: dict[str, object] = {

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, error_from_failed
+from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall
 from handlers.errors import anthropic_error_body
-from handlers.sse import fragments
+from handlers.streaming import fragments
 
 __all__ = ("THINKING_SIGNATURE", "TOOL_ID_PREFIX", "BlockMachine", "Payload")
 
@@ -97,7 +97,7 @@ class BlockMachine:
             return self._finish(event)
         if isinstance(event, Failed):
             self.done = True
-            error = anthropic_error_body(error_from_failed(event))["error"]
+            error = anthropic_error_body(event)["error"]
             return [{"type": "error", "error": error}]
         return []
 

@@ -23,7 +23,7 @@ from handlers.apidoc import api
 from handlers.body import read_json
 from handlers.context import context_of, key_fingerprint
 from handlers.errors import anthropic_exception_handlers
-from handlers.turn import collect_turn, instance_of, open_turn, sse_response
+from handlers.streaming import collect_turn, instance_of, open_turn, sse_response
 
 __all__ = ("router",)
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import msgspec
 
 from common.conversation import Conversation, ImagePart, Message, Part, TextPart, ToolCallRecord, ToolChoice, ToolSpec
-from common.errors import BadRequestError
-from common.protocol import Event, Failed, Finished, Started, error_from_failed
+from common.errors import BadRequestError, GatewayError
+from common.protocol import Event, Failed, Finished, Started
 from handlers.anthropic_messages.blocks import TOOL_ID_PREFIX, BlockMachine, Payload
 from handlers.anthropic_messages.schema import (
     Block,
@@ -31,7 +31,7 @@ from handlers.anthropic_messages.schema import (
     decode_block,
 )
 from handlers.policy import check_conversation, check_sampling, no_usable_content, resolve_tool_choice
-from handlers.sse import sse_event
+from handlers.streaming import sse_event
 
 __all__ = (
     "TOOL_ID_PREFIX",
@@ -271,7 +271,7 @@ def to_message(events: Sequence[Event], *, message_id: str, model: str, want_thi
     buffers: dict[int, str] = {}
     for event in events:
         if isinstance(event, Failed):
-            raise error_from_failed(event)
+            raise GatewayError.carrying(event)
         for payload in blocks.feed(event):
             _accumulate(message, payload, buffers)
     if not blocks.done:

@@ -18,7 +18,7 @@ from handlers.errors import openai_exception_handlers
 from handlers.openai_chat.answer import ChatCompletion
 from handlers.openai_chat.schema import ChatCompletionRequest
 from handlers.openai_chat.translate import ChatChunkEncoder, to_completion, to_conversation
-from handlers.turn import collect_turn, instance_of, open_turn, sse_response
+from handlers.streaming import collect_turn, instance_of, open_turn, sse_response
 
 __all__ = ("router",)
 

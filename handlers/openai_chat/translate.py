@@ -13,7 +13,7 @@ import msgspec
 
 from common.conversation import Conversation, ImagePart, Message, Part, TextPart, ToolCallRecord, ToolChoice, ToolSpec
 from common.errors import BadRequestError
-from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, error_from_failed
+from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall
 from handlers.errors import openai_error_body
 from handlers.openai_chat.schema import (
     ChatCompletionRequest,
@@ -25,7 +25,7 @@ from handlers.openai_chat.schema import (
     decode_part,
 )
 from handlers.policy import check_conversation, check_sampling, check_single_choice, resolve_tool_choice
-from handlers.sse import fragments, sse_comment, sse_data
+from handlers.streaming import fragments, sse_comment, sse_data
 
 __all__ = ("ChatChunkEncoder", "to_completion", "to_conversation")
 
@@ -140,7 +140,7 @@ def _finish_reason(finished: Finished, had_calls: bool) -> str:
 
 
 def error_payload(failed: Failed) -> dict[str, Any]:
-    return openai_error_body(error_from_failed(failed))
+    return openai_error_body(failed)
 
 
 class ChatChunkEncoder:

@@ -13,7 +13,8 @@ from typing import Literal
 
 import msgspec
 
-from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, error_from_failed
+from common.errors import GatewayError
+from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall
 from handlers.errors import responses_error_code
 from handlers.openai_responses.schema import (
     CustomToolCallItem,
@@ -50,7 +51,7 @@ from handlers.openai_responses.schema import (
     ResponseUsage,
     SummaryText,
 )
-from handlers.sse import fragments, sse_comment, sse_event
+from handlers.streaming import fragments, sse_comment, sse_event
 
 __all__ = ("ResponsesEncoder", "encode_event", "to_response")
 
@@ -87,12 +88,11 @@ def _usage(finished: Finished) -> ResponseUsage:
 
 
 def _error(failed: Failed) -> ResponseError:
-    err = error_from_failed(failed)
-    code = responses_error_code(err)
-    message = err.message
-    if code == "rate_limit_exceeded" and err.retry_after_s is not None and "try again in" not in message.lower():
+    code = responses_error_code(failed)
+    message, retry = failed.message, failed.retry_after_s
+    if code == "rate_limit_exceeded" and retry is not None and "try again in" not in message.lower():
         # Codex reads the back-off from this phrase (docs/dialects.md §3.5).
-        message = f"{message.rstrip('.')}. Please try again in {max(1, math.ceil(err.retry_after_s))}s."
+        message = f"{message.rstrip('.')}. Please try again in {max(1, math.ceil(retry))}s."
     return ResponseError(code=code, message=message)
 
 
@@ -337,7 +337,7 @@ def to_response(events: list[Event], *, skeleton: Response, want_reasoning: bool
     encoder = ResponsesEncoder(skeleton, want_reasoning=want_reasoning)
     for event in events:
         if isinstance(event, Failed):
-            raise error_from_failed(event)
+            raise GatewayError.carrying(event)
         encoder.events(event)
     if encoder.final is None:
         encoder.events(Finished())

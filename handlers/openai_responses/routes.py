@@ -31,7 +31,7 @@ from handlers.openai_responses.translate import (
     to_response,
     unserved_tool_types,
 )
-from handlers.turn import collect_turn, instance_of, open_turn, sse_response
+from handlers.streaming import collect_turn, instance_of, open_turn, sse_response
 
 __all__ = ("router",)
 

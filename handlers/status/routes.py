@@ -150,7 +150,9 @@ async def start_login(request: AnyRequest) -> Response[str]:
     try:
         result = await ctx.client.admin(LoginStart(instance=instance, show_browser=False, request_id=REQUEST_ID.get()))
     except GatewayError as exc:
-        return _html(message_page("Login not started", f"The sidecar did not answer ({exc.code})."), openai_status(exc))
+        return _html(
+            message_page("Login not started", f"The sidecar did not answer ({exc.code})."), openai_status(exc.failed)
+        )
     return _html(message_page("Login", _login_outcome(instance, result.status, result.json)), result.status)
 
 

@@ -18,7 +18,7 @@ import yaml
 
 from common.settings import Settings, load_settings
 from handlers.app import ROUTES
-from handlers.turn import DRAIN_GRACE
+from handlers.streaming import DRAIN_GRACE
 from sidecar.pool import instance_ids
 
 ROOT = Path(__file__).resolve().parents[2]

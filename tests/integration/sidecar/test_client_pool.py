@@ -9,7 +9,7 @@ import pytest
 
 from common.client import SidecarClient
 from common.conversation import Conversation, Message, TextPart
-from common.errors import UpstreamError
+from common.errors import GatewayError, UpstreamError
 from common.frames import pack_frame, read_frame
 from common.protocol import (
     PROTOCOL_MAJOR,
@@ -20,7 +20,6 @@ from common.protocol import (
     TextDelta,
     decode_request,
     encode,
-    error_from_failed,
 )
 
 OP = Complete(conversation=Conversation(model="m", messages=[Message(role="user", content=[TextPart("x")])]))
@@ -62,7 +61,7 @@ async def test_a_failed_turn_read_to_its_terminal_keeps_the_connection(short_dir
                 async with client.stream(OP) as events:
                     async for event in events:
                         if isinstance(event, Failed):
-                            raise error_from_failed(event)
+                            raise GatewayError.carrying(event)
         assert client.connections_opened == 1
         await client.aclose()
 

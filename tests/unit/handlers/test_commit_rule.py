@@ -1,4 +1,4 @@
-"""The commit rule and heartbeats (``handlers.turn``) against a real sidecar server in process.
+"""The commit rule and heartbeats (``handlers.streaming``) against a real sidecar server in process.
 
 Before the first content event or the first heartbeat a failure is an HTTP error; after it the stream
 owns the failure and ends with exactly one terminal, whatever the sidecar does.
@@ -18,8 +18,8 @@ from common.conversation import Conversation, Message, TextPart
 from common.errors import RateLimitedError, UpstreamError
 from common.frames import pack_frame, read_frame
 from common.protocol import Event, Failed, Finished, HelloOk, Started, TextDelta, encode
-from handlers import turn as turn_module
-from handlers.turn import ClientGoneError, collect_turn, open_turn, stream_body
+from handlers import streaming as turn_module
+from handlers.streaming import ClientGoneError, collect_turn, open_turn, stream_body
 from tests.support.inprocess import InProcessSidecar, scripted_sidecar
 
 SCRIPT = {
@@ -94,6 +94,8 @@ async def test_a_failure_before_commit_raises_its_error(sidecar: InProcessSideca
     with pytest.raises(RateLimitedError) as caught:
         await open_turn(sidecar.client, conv("refused"), "r2", commit_after=5.0)
     assert caught.value.retry_after_s == 4
+    # The error carries the sidecar's frame as it was made: nothing rebuilt it on the way.
+    assert caught.value.failed == Failed(code="rate_limited", message="busy", retry_after_s=4)
 
 
 async def test_a_silent_start_commits_when_the_first_heartbeat_is_due(sidecar: InProcessSidecar) -> None:
@@ -128,9 +130,18 @@ async def test_a_sidecar_lost_mid_stream_still_gets_one_terminal() -> None:
 
     client = SidecarClient(InProcessTransport(dies_after_text))
     turn = await open_turn(client, conv("any"), "r5", commit_after=5.0)
-    rec = Recorder()
+    seen: list[Event] = []
+
+    class Keep(Recorder):
+        def feed(self, event: Event) -> bytes:
+            seen.append(event)
+            return super().feed(event)
+
+    rec = Keep()
     await drain(stream_body(turn, rec, heartbeat_sec=5.0, draining=asyncio.Event()))
     assert rec.log == ["start:x", "TextDelta:so far", "Failed"]
+    # The client made the terminal where it saw the break; the stream passed it on as it was.
+    assert isinstance(seen[-1], Failed) and seen[-1].code == "sidecar_unavailable"
 
 
 async def test_draining_ends_a_quiet_stream_after_the_grace(

@@ -8,7 +8,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handlers.sse import ARGUMENT_FRAGMENT, SSE_HEADERS, fragments, sse_comment, sse_data, sse_event
+from handlers.streaming import ARGUMENT_FRAGMENT, SSE_HEADERS, fragments, sse_comment, sse_data, sse_event
 
 _ESCAPE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[0-9a-fA-F]{4}|\\u[0-9a-fA-F]{4}|\\.")
 

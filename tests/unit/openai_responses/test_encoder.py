@@ -18,7 +18,7 @@ from common.errors import GatewayError
 from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, Usage
 from handlers.openai_responses.schema import ResponsesRequest, ResponseStreamEvent
 from handlers.openai_responses.translate import ResponsesEncoder, response_skeleton, to_response
-from handlers.sse import ARGUMENT_FRAGMENT
+from handlers.streaming import ARGUMENT_FRAGMENT
 from tests.support.responses_sse import check_stream, parse_sse
 
 MODEL = "codex-model"

@@ -1,8 +1,11 @@
-"""Running one turn against the sidecar, with the commit rule of docs/dialects.md §1.2.
+"""Streaming a turn: the ``StreamEncoder`` contract every dialect fills, the commit rule, and SSE framing.
 
-Until the first content event arrives or the first heartbeat is due, a failure is still an HTTP error
-(``open_turn`` raises). After that the answer is committed: every later failure must be reported inside
-the stream, and ``stream_body`` guarantees the encoder's terminal comes out exactly once.
+A dialect's encoder turns sidecar events into its bytes; this module runs the turn around it. Until the
+first content event arrives or the first heartbeat is due, a failure is still an HTTP error (``open_turn``
+raises it, docs/dialects.md §1.2). After that the answer is committed: every later failure is reported
+inside the stream, and ``stream_body`` makes sure the encoder's terminal comes out exactly once (§1.4).
+A ``Failed`` goes to the encoder as the sidecar (or the client, on a broken connection) made it; this
+module makes one only for what it alone sees: a turn without a terminal, a broken pump, a shutdown.
 """
 
 from __future__ import annotations
@@ -13,29 +16,87 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
+import msgspec
 from litestar.response import Stream
 
 from common.client import SidecarClient
 from common.conversation import Conversation
-from common.errors import InternalError, UpstreamUnavailableError
-from common.protocol import Complete, Event, Failed, Finished, Started, error_from_failed, failed_from_error
+from common.errors import GatewayError
+from common.protocol import Complete, Event, Failed, Finished, Started
 from handlers.body import arrival_time
 from handlers.context import GatewayContext
 from handlers.errors import ClientGoneError
-from handlers.sse import SSE_HEADERS
 
 __all__ = (
+    "ARGUMENT_FRAGMENT",
+    "SSE_HEADERS",
     "ClientGoneError",
     "OpenTurn",
     "StreamEncoder",
     "collect_turn",
+    "fragments",
     "instance_of",
     "open_turn",
+    "sse_comment",
+    "sse_data",
+    "sse_event",
     "sse_response",
     "stream_body",
 )
 
 log = logging.getLogger("lingma_gateway.handlers")
+
+# --- SSE framing (docs/dialects.md §1.1) -----------------------------------------------------------------------
+
+SSE_HEADERS = {
+    "cache-control": "no-cache, no-transform",
+    "x-accel-buffering": "no",
+    "connection": "keep-alive",
+}
+
+_encode = msgspec.json.Encoder().encode
+
+ARGUMENT_FRAGMENT = 48
+"""Characters per tool-argument delta: clients see a call stream in, as from the real APIs."""
+
+
+def sse_data(payload: object) -> bytes:
+    return b"data: " + _encode(payload) + b"\n\n"
+
+
+def sse_event(name: str, payload: object) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + _encode(payload) + b"\n\n"
+
+
+def sse_comment(text: str = "keep-alive") -> bytes:
+    return b": " + text.encode() + b"\n\n"
+
+
+def _escape_end(text: str, i: int) -> int:
+    """The index after the escape sequence starting at ``text[i]`` (a surrogate pair counts as one)."""
+    if text.startswith("u", i + 1):
+        end = i + 6
+        if text[i + 2 : i + 4].lower() in ("d8", "d9", "da", "db") and text.startswith("\\u", end):
+            end += 6
+        return end
+    return i + 2
+
+
+def fragments(text: str, size: int = ARGUMENT_FRAGMENT) -> list[str]:
+    """Cut JSON text into pieces of about ``size`` characters, never inside an escape sequence."""
+    pieces: list[str] = []
+    start = i = 0
+    while i < len(text):
+        i = _escape_end(text, i) if text[i] == "\\" else i + 1
+        if i - start >= size:
+            pieces.append(text[start:i])
+            start = i
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
+
+
+# --- the turn and the commit rule ------------------------------------------------------------------------------
 
 DRAIN_GRACE = 10.0
 _END = object()
@@ -71,13 +132,19 @@ async def _unless_gone(receive: Receive | None, work: Awaitable[T]) -> T:
 
 
 class StreamEncoder(Protocol):
+    """What a dialect's ``encoder.py`` provides: sidecar events in, the dialect's stream bytes out."""
+
     def start(self, started: Started) -> bytes:
         """The bytes sent on commit (may be empty)."""
         ...
 
-    def feed(self, event: Event) -> bytes: ...
+    def feed(self, event: Event) -> bytes:
+        """The bytes for one event; a ``Finished`` or ``Failed`` is the terminal, rendered once."""
+        ...
 
-    def heartbeat(self) -> bytes: ...
+    def heartbeat(self) -> bytes:
+        """The keep-alive written when nothing arrived for a while (docs/dialects.md §1.3)."""
+        ...
 
 
 class OpenTurn:
@@ -109,7 +176,7 @@ class OpenTurn:
         if isinstance(item, BaseException):
             raise item
         if item is _END:
-            return failed_from_error(InternalError("the sidecar ended the turn without a terminal event"))
+            return Failed(code="internal", message="the sidecar ended the turn without a terminal event")
         return item  # type: ignore[return-value]
 
     async def aclose(self) -> None:
@@ -145,7 +212,7 @@ async def _until_commit(turn: OpenTurn, commit_after: float) -> OpenTurn:
         if event is None:
             return turn  # the first heartbeat is due: commit
         if isinstance(event, Failed):
-            raise error_from_failed(event)
+            raise GatewayError.carrying(event)
         if isinstance(event, Started):
             turn.started = event
             deadline = loop.time() + commit_after
@@ -167,7 +234,7 @@ async def _collect(client: SidecarClient, conversation: Conversation, request_id
     async with client.stream(op) as events:
         async for event in events:
             if isinstance(event, Failed):
-                raise error_from_failed(event)
+                raise GatewayError.carrying(event)
             out.append(event)
     return out
 
@@ -192,11 +259,11 @@ async def _next_event(turn: OpenTurn, heartbeat_sec: float, drain: _Drain) -> Ev
     """The next event, ``None`` when a heartbeat is due, or a terminal ``Failed`` when the turn cannot go on."""
     wait = drain.wait(heartbeat_sec, asyncio.get_running_loop().time())
     if wait is None:
-        return failed_from_error(UpstreamUnavailableError("the gateway is shutting down"))
+        return Failed(code="upstream_unavailable", message="the gateway is shutting down")
     try:
         return await turn.next(wait)
     except Exception as exc:  # noqa: BLE001 - the stream must still end with a terminal
-        return failed_from_error(UpstreamUnavailableError(f"the turn broke: {type(exc).__name__}"))
+        return Failed(code="upstream_unavailable", message=f"the turn broke: {type(exc).__name__}")
 
 
 async def stream_body(
