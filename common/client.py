@@ -50,6 +50,7 @@ from common.protocol import (
     decode_reply,
     encode,
 )
+from common.stats import StatsReport
 from common.transport import InProcessTransport, Transport, UnixTransport
 
 __all__ = ("InProcessTransport", "SidecarClient", "Transport", "UnixTransport", "sidecar_identity", "socket_accepts")
@@ -264,8 +265,8 @@ class SidecarClient:
         reply = await self.request(Ping())
         return _expect(reply, Pong)
 
-    async def stats(self) -> str:
-        return _expect(await self.request(GetStats()), Stats).json
+    async def stats(self) -> StatsReport:
+        return _expect(await self.request(GetStats()), Stats).report
 
     async def models(self) -> list[ModelInfo]:
         return _expect(await self.request(ListModels()), ModelList).models

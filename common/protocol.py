@@ -14,6 +14,7 @@ import msgspec
 
 from common.conversation import Conversation
 from common.errors import Failed
+from common.stats import StatsReport
 
 __all__ = (
     "PROTOCOL_MAJOR",
@@ -55,10 +56,11 @@ __all__ = (
     "encode",
 )
 
-PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 2
+PROTOCOL_MAJOR = 2
+PROTOCOL_MINOR = 0
 """1.1: ``HelloOk`` names the sidecar's pid and data dir, so ``serve`` can tell its own sidecar from another's.
-1.2: the login and session-bundle operations (``LoginStart`` … ``ImportSession``, ``AdminResult``)."""
+1.2: the login and session-bundle operations (``LoginStart`` … ``ImportSession``, ``AdminResult``).
+2.0: ``Stats`` carries the stats object as typed fields (``common/stats.py``) instead of JSON text."""
 
 
 class _Op(msgspec.Struct, tag_field="op", kw_only=True, omit_defaults=True):
@@ -216,7 +218,7 @@ class ModelList(_Frame, tag="models"):
 
 class RawResult(_Frame, tag="raw"):
     json: str
-    """A JSON document passed through as text (raw upstream results, the stats object)."""
+    """Lingma's own answer passed through as text, unchanged (``raw_models``)."""
 
 
 class Pong(_Frame, tag="pong"):
@@ -225,7 +227,7 @@ class Pong(_Frame, tag="pong"):
 
 
 class Stats(_Frame, tag="stats"):
-    json: str
+    report: StatsReport
 
 
 class TokenCount(_Frame, tag="token_count"):

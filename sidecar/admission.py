@@ -12,9 +12,9 @@ import contextlib
 import contextvars
 import math
 from collections.abc import AsyncIterator
-from typing import Any
 
 from common.errors import RateLimitedError
+from common.stats import Backpressure
 
 __all__ = ("Admission", "queue_full", "remaining_wait")
 
@@ -78,11 +78,11 @@ class Admission:
             with contextlib.suppress(ValueError):
                 _DEADLINE.reset(token)
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "in_flight": self.in_flight,
-            "in_flight_max": self.in_flight_max,
-            "limit": self.limit,
-            "queued": self.queued,
-            "rejected_total": self.rejected_total,
-        }
+    def snapshot(self) -> Backpressure:
+        return Backpressure(
+            in_flight=self.in_flight,
+            in_flight_max=self.in_flight_max,
+            limit=self.limit,
+            queued=self.queued,
+            rejected_total=self.rejected_total,
+        )

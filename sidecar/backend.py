@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Protocol
 
 from common.conversation import Conversation
 from common.protocol import AdminRequest, AdminResult, Complete, Event, ModelInfo
+from common.stats import PoolStats
 
 __all__ = ("Backend",)
 
@@ -38,6 +39,6 @@ class Backend(Protocol):
         """Whether a turn could be served now, and how many instances are ready."""
         ...
 
-    def stats(self) -> dict[str, Any]:
-        """The stats object (docs/operations.md §6), minus what the server itself counts."""
+    def pool_stats(self) -> PoolStats:
+        """The ``pool`` section of the stats object (docs/operations.md §6); the server counts the rest."""
         ...

@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any
 
 from common.errors import RateLimitedError
+from common.stats import KeyShareStats
 
 __all__ = ("KeyShare",)
 
@@ -44,10 +44,10 @@ class KeyShare:
             if not self.in_flight[key]:
                 del self.in_flight[key]
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "limit": self.limit,
-            "in_flight": dict(sorted(self.in_flight.items())),
-            "in_flight_max": dict(sorted(self.in_flight_max.items())),
-            "rejected_total": dict(sorted(self.rejected.items())),
-        }
+    def snapshot(self) -> KeyShareStats:
+        return KeyShareStats(
+            limit=self.limit,
+            in_flight=dict(sorted(self.in_flight.items())),
+            in_flight_max=dict(sorted(self.in_flight_max.items())),
+            rejected_total=dict(sorted(self.rejected.items())),
+        )

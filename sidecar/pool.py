@@ -10,11 +10,11 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from common.errors import GatewayError, NoCapacityError
 from common.protocol import ModelInfo
 from common.settings import Account, Settings
+from common.stats import InstanceState, InstanceStats, Probes
 from sidecar.admission import queue_full, remaining_wait
 from sidecar.lingma.discover import find_binary
 from sidecar.lingma.instance import LingmaInstance
@@ -190,9 +190,9 @@ class Pool:
             return f"{inst.id} is unhealthy ({inst.last_error})"
         return f"{inst.id} is {self._state(inst)}"
 
-    def _state(self, inst: LingmaInstance) -> str:
+    def _state(self, inst: LingmaInstance) -> InstanceState:
         if inst.id in self._cooldown and inst.state == "ready":
-            return "cooling_down"
+            return InstanceState.COOLING_DOWN
         return self.login.state_of(inst)
 
     def choose(self, preferred: str | None, affinity: str | None) -> LingmaInstance:
@@ -241,27 +241,28 @@ class Pool:
                     seen.setdefault(model.key, model)
         return list(seen.values())
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": i.id,
-                "state": self._state(i),
-                "pid": i.pid or 0,
-                "in_flight": self._busy[i.id],
-                "served_total": i.served_total,
-                "restarts_total": i.restarts_total,
-                "unhealthy_total": i.unhealthy_total,
-                "probes": {
-                    "total": i.prober.probes_total,
-                    "missed_total": i.prober.missed_total,
-                    "missed_in_a_row": i.prober.misses,
-                    "last_answer_at": i.prober.last_answer_at,
-                },
-                "auth": i.auth,
-                "auto_login": self.login.records[i.id].public(),
-                "reason": self._why(i) if self._state(i) != "ready" else None,
-                "cooldown_until": self._cooldown.get(i.id),
-                "last_error": i.last_error,
-            }
-            for i in self.instances
-        ]
+    def snapshot(self) -> list[InstanceStats]:
+        return [self._instance_stats(i) for i in self.instances]
+
+    def _instance_stats(self, inst: LingmaInstance) -> InstanceStats:
+        state = self._state(inst)
+        return InstanceStats(
+            id=inst.id,
+            state=state,
+            pid=inst.pid or 0,
+            in_flight=self._busy[inst.id],
+            served_total=inst.served_total,
+            restarts_total=inst.restarts_total,
+            unhealthy_total=inst.unhealthy_total,
+            probes=Probes(
+                total=inst.prober.probes_total,
+                missed_total=inst.prober.missed_total,
+                missed_in_a_row=inst.prober.misses,
+                last_answer_at=inst.prober.last_answer_at,
+            ),
+            auth=dict(inst.auth),
+            auto_login=self.login.records[inst.id].progress(),
+            reason=self._why(inst) if state != InstanceState.READY else None,
+            cooldown_until=self._cooldown.get(inst.id),
+            last_error=inst.last_error,
+        )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import stat
@@ -52,6 +51,7 @@ from common.protocol import (
     decode_request,
     encode,
 )
+from common.stats import StatsReport
 from sidecar.admission import Admission
 from sidecar.backend import Backend
 from sidecar.key_share import KeyShare
@@ -208,7 +208,7 @@ class SidecarServer:
                     ready, count = self.backend.readiness()
                     return Pong(ready=ready and not self._draining, instances_ready=count)
                 case GetStats():
-                    return Stats(json=json.dumps(self.snapshot()))
+                    return Stats(report=self.snapshot())
                 case ListModels():
                     return ModelList(models=await self.backend.models())
                 case RawModels(instance=instance):
@@ -295,20 +295,18 @@ class SidecarServer:
         if not terminal_sent:
             await _send(writer, Failed(code="internal", message="the turn ended without a terminal event"))
 
-    def snapshot(self) -> dict[str, object]:
-        snap: dict[str, object] = {
-            "version": 1,
-            "requests": {},
-            "pool": {"instances": []},
-            "session_cache": {},
-            "tools": {},
-        }
-        snap.update(self.stats.snapshot())
-        snap.update(self.backend.stats())
-        snap["backpressure"] = self.admission.snapshot()
-        snap["key_share"] = self.key_share.snapshot()
-        snap["usage"] = self.usage.snapshot()
-        return snap
+    def snapshot(self) -> StatsReport:
+        book = self.stats
+        return StatsReport(
+            requests=dict(sorted(book.requests.items())),
+            pool=self.backend.pool_stats(),
+            session_cache=dict(sorted(book.session_cache.items())),
+            tools=dict(sorted(book.tools.items())),
+            recent_failures=book.recent_failures(),
+            backpressure=self.admission.snapshot(),
+            key_share=self.key_share.snapshot(),
+            usage=self.usage.snapshot(),
+        )
 
 
 _BACKLOG = 4096

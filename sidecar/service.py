@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -29,6 +29,7 @@ from common.protocol import (
     Started,
 )
 from common.settings import Settings
+from common.stats import PoolStats
 from sidecar.lingma.instance import LingmaInstance
 from sidecar.lingma.models import resolve_model
 from sidecar.login.admin import LoginAdmin
@@ -195,8 +196,8 @@ class LingmaBackend:
         ready = len(self.pool.ready())
         return ready > 0, ready
 
-    def stats(self) -> dict[str, Any]:
-        return {"pool": {"instances": self.pool.snapshot()}}
+    def pool_stats(self) -> PoolStats:
+        return PoolStats(instances=self.pool.snapshot())
 
 
 def _prepare(

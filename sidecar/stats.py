@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from typing import Any
+
+from common.stats import RecentFailures
 
 __all__ = ("RECENT_FAILURES_WINDOW_S", "StatsBook")
 
@@ -27,23 +28,15 @@ class StatsBook:
         """A turn ended with a failure of kind ``code`` (the shared error vocabulary)."""
         self._failures.append((time.monotonic(), code))
 
-    def recent_failures(self) -> dict[str, Any]:
+    def recent_failures(self) -> RecentFailures:
         now = time.monotonic()
         while self._failures and now - self._failures[0][0] > RECENT_FAILURES_WINDOW_S:
             self._failures.popleft()
         kinds = Counter(code for _, code in self._failures)
         last = self._failures[-1] if self._failures else None
-        return {
-            "window_s": RECENT_FAILURES_WINDOW_S,
-            "by_kind": dict(sorted(kinds.items())),
-            "last_kind": last[1] if last else None,
-            "last_age_s": round(now - last[0], 1) if last else None,
-        }
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "requests": dict(sorted(self.requests.items())),
-            "session_cache": dict(sorted(self.session_cache.items())),
-            "tools": dict(sorted(self.tools.items())),
-            "recent_failures": self.recent_failures(),
-        }
+        return RecentFailures(
+            window_s=RECENT_FAILURES_WINDOW_S,
+            by_kind=dict(sorted(kinds.items())),
+            last_kind=last[1] if last else None,
+            last_age_s=round(now - last[0], 1) if last else None,
+        )

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
 
 from common.errors import GatewayError
 from common.protocol import Event, Failed, Finished, Started
+from common.stats import KeyUsage, UsageReport, UsageRow
 
 __all__ = ("FIELDS", "UsageBook")
 
@@ -60,21 +60,25 @@ class UsageBook:
             if aclose is not None:
                 await aclose()
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> UsageReport:
         """The ``/internal/usage`` document: per key (with its models), per model, and in total."""
-        keys: dict[str, dict[str, Any]] = {}
+        keys: dict[str, KeyUsage] = {}
         models: dict[str, Counter[str]] = {}
         total: Counter[str] = Counter()
         for (key, model), row in sorted(self._rows.items()):
-            entry = keys.setdefault(key, {**dict.fromkeys(FIELDS, 0), "models": {}})
-            entry["models"][model] = {f: row[f] for f in FIELDS}
+            entry = keys.setdefault(key, KeyUsage())
+            entry.models[model] = _row(row)
             for f in FIELDS:
-                entry[f] += row[f]
+                setattr(entry, f, getattr(entry, f) + row[f])
             models.setdefault(model, Counter()).update(row)
             total.update(row)
-        return {
-            "since": round(self.since, 3),
-            "keys": keys,
-            "models": {m: {f: c[f] for f in FIELDS} for m, c in models.items()},
-            "total": {f: total[f] for f in FIELDS},
-        }
+        return UsageReport(
+            since=round(self.since, 3),
+            keys=keys,
+            models={m: _row(c) for m, c in models.items()},
+            total=_row(total),
+        )
+
+
+def _row(counts: Counter[str]) -> UsageRow:
+    return UsageRow(**{f: counts[f] for f in FIELDS})

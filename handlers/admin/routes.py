@@ -3,8 +3,7 @@ except the bundle an export hands out, which is why export always requires ``ADM
 
 from __future__ import annotations
 
-import json
-
+import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
 
@@ -26,7 +25,7 @@ __all__ = ("router",)
 async def stats(request: Request[object, object, State]) -> Response[bytes]:
     ctx = context_of(request)
     ctx.authenticate_admin(request)
-    return Response((await ctx.client.stats()).encode(), media_type="application/json")
+    return Response(msgspec.json.encode(await ctx.client.stats()), media_type="application/json")
 
 
 @get("/internal/usage", opt=api("Turns and tokens per API key name and model", "Operations", auth="admin"))
@@ -34,8 +33,8 @@ async def usage(request: Request[object, object, State]) -> Response[bytes]:
     """Turns and tokens per API key name and model since the sidecar started (see docs/usage-and-tools.md)."""
     ctx = context_of(request)
     ctx.authenticate_admin(request)
-    stats = json.loads(await ctx.client.stats())
-    return Response(json.dumps(stats.get("usage", {})).encode(), media_type="application/json")
+    stats = await ctx.client.stats()
+    return Response(msgspec.json.encode(stats.usage), media_type="application/json")
 
 
 @get("/internal/models/raw", opt=api("Lingma's own model list, unchanged (?instance=ID)", "Operations", auth="admin"))

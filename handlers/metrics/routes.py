@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from typing import Any
 
 from litestar import Request, Response, Router, get
 from litestar.datastructures import State
@@ -13,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 from common.errors import GatewayError, UnauthorizedError
+from common.stats import InstanceState, StatsReport
 from handlers.apidoc import api
 from handlers.context import GatewayContext, api_key_of, context_of, matches_any
 from handlers.errors import openai_exception_handlers
@@ -22,32 +21,18 @@ from handlers.version import PYTHON_VERSION, VERSION
 
 __all__ = ("router", "sidecar_metrics")
 
-_STATES = (
-    "starting",
-    "login_required",
-    "logging_in",
-    "login_failed",
-    "ready",
-    "cooling_down",
-    "unhealthy",
-    "restarting",
-    "stopped",
-)
-
 
 def _name(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_").lower()
 
 
-def sidecar_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
+def sidecar_metrics(stats: StatsReport) -> Iterator[Metric]:
     """Render the stats object (docs/operations.md §6) as Prometheus families."""
-    bp = stats.get("backpressure", {})
-    yield GaugeMetricFamily("lingma_gateway_in_flight", "turns in flight", value=bp.get("in_flight", 0))
-    yield GaugeMetricFamily("lingma_gateway_in_flight_limit", "in-flight limit", value=bp.get("limit", 0))
-    yield GaugeMetricFamily("lingma_gateway_queued", "turns waiting for a slot", value=bp.get("queued", 0))
-    yield CounterMetricFamily(
-        "lingma_gateway_rejected", "turns rejected by backpressure", value=bp.get("rejected_total", 0)
-    )
+    bp = stats.backpressure
+    yield GaugeMetricFamily("lingma_gateway_in_flight", "turns in flight", value=bp.in_flight)
+    yield GaugeMetricFamily("lingma_gateway_in_flight_limit", "in-flight limit", value=bp.limit)
+    yield GaugeMetricFamily("lingma_gateway_queued", "turns waiting for a slot", value=bp.queued)
+    yield CounterMetricFamily("lingma_gateway_rejected", "turns rejected by backpressure", value=bp.rejected_total)
     states = GaugeMetricFamily("lingma_gateway_instance_state", "instances by state", labels=["instance", "state"])
     served = CounterMetricFamily("lingma_gateway_instance_served", "turns served", labels=["instance"])
     restarts = CounterMetricFamily("lingma_gateway_instance_restarts", "process restarts", labels=["instance"])
@@ -60,31 +45,25 @@ def sidecar_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
     attempts = GaugeMetricFamily(
         "lingma_gateway_instance_login_attempts", "attempts of the current or last login", labels=["instance", "state"]
     )
-    for inst in stats.get("pool", {}).get("instances", []):
-        for state in _STATES:
-            states.add_metric([inst["id"], state], 1.0 if inst.get("state") == state else 0.0)
-        served.add_metric([inst["id"]], inst.get("served_total", 0))
-        restarts.add_metric([inst["id"]], inst.get("restarts_total", 0))
-        hung.add_metric([inst["id"]], inst.get("unhealthy_total", 0))
-        missed.add_metric([inst["id"]], inst.get("probes", {}).get("missed_total", 0))
-        login = inst.get("auto_login", {})
-        attempts.add_metric([inst["id"], str(login.get("state", "idle"))], login.get("attempts", 0))
+    for inst in stats.pool.instances:
+        for state in InstanceState:
+            states.add_metric([inst.id, state.value], 1.0 if inst.state == state else 0.0)
+        served.add_metric([inst.id], inst.served_total)
+        restarts.add_metric([inst.id], inst.restarts_total)
+        hung.add_metric([inst.id], inst.unhealthy_total)
+        missed.add_metric([inst.id], inst.probes.missed_total)
+        attempts.add_metric([inst.id, inst.auto_login.state], inst.auto_login.attempts)
     yield from (states, served, restarts, hung, missed, attempts)
-    for section in ("requests", "session_cache", "tools"):
+    for section, counters in (
+        ("requests", stats.requests),
+        ("session_cache", stats.session_cache),
+        ("tools", stats.tools),
+    ):
         family = CounterMetricFamily(f"lingma_gateway_{section}", f"sidecar {section} counters", labels=["kind"])
-        for key, value in _flatten(stats.get(section, {})):
-            family.add_metric([key], value)
+        for key, value in counters.items():
+            family.add_metric([_name(key)], value)
         yield family
     yield from usage_metrics(stats)
-
-
-def _flatten(section: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
-    for key, value in section.items():
-        name = f"{prefix}{_name(key)}"
-        if isinstance(value, dict):
-            yield from _flatten(value, name + "_")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            yield name, float(value)
 
 
 class _BuildInfo:
@@ -99,7 +78,7 @@ _BUILD_INFO.register(_BuildInfo())
 
 
 class _Snapshot:
-    def __init__(self, stats: dict[str, Any]) -> None:
+    def __init__(self, stats: StatsReport) -> None:
         self.stats = stats
 
     def collect(self) -> Iterator[Metric]:
@@ -125,7 +104,7 @@ async def metrics(request: Request[object, object, State]) -> Response[bytes]:
     _authorise(ctx, request)
     body = generate_latest(HTTP_METRICS.registry) + generate_latest(_BUILD_INFO)
     try:
-        stats = json.loads(await ctx.client.stats())
+        stats = await ctx.client.stats()
     except GatewayError as exc:
         body += f"# sidecar unavailable: {exc.code}\nlingma_gateway_sidecar_up 0\n".encode()
     else:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from common.stats import StatsReport
 
 __all__ = ("usage_metrics",)
 
 _TOKENS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
 
 
-def usage_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
+def usage_metrics(stats: StatsReport) -> Iterator[Metric]:
     turns = CounterMetricFamily(
         "lingma_gateway_key_turns", "turns by API key name, model and outcome", labels=["key", "model", "outcome"]
     )
@@ -22,26 +23,26 @@ def usage_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
         )
         for field in _TOKENS
     }
-    for key, entry in stats.get("usage", {}).get("keys", {}).items():
-        for model, row in entry.get("models", {}).items():
-            turns.add_metric([key, model, "finished"], row.get("turns", 0))
-            turns.add_metric([key, model, "failed"], row.get("failed_turns", 0))
+    for key, entry in stats.usage.keys.items():
+        for model, row in entry.models.items():
+            turns.add_metric([key, model, "finished"], row.turns)
+            turns.add_metric([key, model, "failed"], row.failed_turns)
             for field, family in tokens.items():
-                family.add_metric([key, model], row.get(field, 0))
+                family.add_metric([key, model], getattr(row, field))
     yield turns
     yield from tokens.values()
-    share = stats.get("key_share", {})
+    share = stats.key_share
     yield GaugeMetricFamily(
         "lingma_gateway_key_in_flight_limit",
         "turns in flight allowed per API key (0: no cap)",
-        value=share.get("limit", 0),
+        value=share.limit,
     )
     in_flight = GaugeMetricFamily("lingma_gateway_key_in_flight", "turns in flight by API key name", labels=["key"])
-    for key, value in share.get("in_flight", {}).items():
+    for key, value in share.in_flight.items():
         in_flight.add_metric([key], value)
     rejected = CounterMetricFamily(
         "lingma_gateway_key_rejected", "turns refused by the per-key cap, by API key name", labels=["key"]
     )
-    for key, value in share.get("rejected_total", {}).items():
+    for key, value in share.rejected_total.items():
         rejected.add_metric([key], value)
     yield from (in_flight, rejected)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 from html import escape
-from typing import Any
+
+from common.stats import InstanceState, StatsReport
 
 __all__ = ("REFRESH_S", "login_form", "message_page", "status_page")
 
 REFRESH_S = 5
 _LOGIN_STATE = {
-    "ready": "logged in",
-    "cooling_down": "logged in",
-    "login_required": "logged out",
-    "logging_in": "logging in",
+    InstanceState.READY: "logged in",
+    InstanceState.COOLING_DOWN: "logged in",
+    InstanceState.LOGIN_REQUIRED: "logged out",
+    InstanceState.LOGGING_IN: "logging in",
 }
 
 _STYLE = """
@@ -59,52 +60,51 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _cooldown(until: object, now: float) -> str:
-    if not isinstance(until, (int, float)) or until <= now:
+def _cooldown(until: float | None, now: float) -> str:
+    if until is None or until <= now:
         return "—"
     return f"{until - now:.0f} s left"
 
 
-def _instances(stats: dict[str, Any], csrf: str, now: float) -> str:
+def _instances(stats: StatsReport, csrf: str, now: float) -> str:
     rows = []
-    for inst in stats.get("pool", {}).get("instances", []):
-        ident = escape(str(inst.get("id", "?")))
-        state = escape(str(inst.get("state", "?")))
-        login = escape(str(inst.get("login") or _LOGIN_STATE.get(str(inst.get("state")), "unknown")))
+    for inst in stats.pool.instances:
+        ident = escape(inst.id)
+        state = escape(inst.state.value)
         button = (
             f'<form class="inline" method="post" action="/status/instances/{ident}/login">'
             f'<input type="hidden" name="csrf" value="{escape(csrf)}"><button type="submit">Log in</button></form>'
         )
         rows.append([
             f"<code>{ident}</code>",
-            f'<span class="{"ok" if state == "ready" else "bad"}">{state}</span>',
-            login,
-            str(int(inst.get("in_flight", 0))),
-            _cooldown(inst.get("cooldown_until"), now),
-            str(int(inst.get("restarts_total", 0))),
-            str(int(inst.get("served_total", 0))),
-            escape(str(inst.get("last_error") or "—")),
+            f'<span class="{"ok" if inst.state == InstanceState.READY else "bad"}">{state}</span>',
+            escape(_LOGIN_STATE.get(inst.state, "unknown")),
+            str(inst.in_flight),
+            _cooldown(inst.cooldown_until, now),
+            str(inst.restarts_total),
+            str(inst.served_total),
+            escape(inst.last_error or "—"),
             button,
         ])  # fmt: skip
     headers = ["instance", "state", "login", "turns in flight", "cool-down", "restarts", "served", "last error", ""]
     return "<h2>Instances</h2>" + _table(headers, rows)
 
 
-def _backpressure(stats: dict[str, Any]) -> str:
-    bp = stats.get("backpressure", {})
+def _backpressure(stats: StatsReport) -> str:
+    bp = stats.backpressure
     rows = [
-        ["turns in flight", f"{bp.get('in_flight', 0)} of {bp.get('limit', 0)}"],
-        ["most in flight at once", str(bp.get("in_flight_max", 0))],
-        ["waiting for a slot", str(bp.get("queued", 0))],
-        ["rejected (429)", str(bp.get("rejected_total", 0))],
+        ["turns in flight", f"{bp.in_flight} of {bp.limit}"],
+        ["most in flight at once", str(bp.in_flight_max)],
+        ["waiting for a slot", str(bp.queued)],
+        ["rejected (429)", str(bp.rejected_total)],
     ]
     return "<h2>Backpressure</h2>" + _table(["", ""], rows)
 
 
-def _session_cache(stats: dict[str, Any]) -> str:
-    sc = stats.get("session_cache", {})
-    hits, misses = int(sc.get("hits", 0)), int(sc.get("misses", 0))
-    saved, sent = int(sc.get("upstream_bytes_saved", 0)), int(sc.get("upstream_bytes_sent", 0))
+def _session_cache(stats: StatsReport) -> str:
+    sc = stats.session_cache
+    hits, misses = sc.get("hits", 0), sc.get("misses", 0)
+    saved, sent = sc.get("upstream_bytes_saved", 0), sc.get("upstream_bytes_sent", 0)
     rate = (
         f"{100 * hits / (hits + misses):.0f}% ({hits} of {hits + misses})" if hits + misses else "— (no follow-ups yet)"
     )
@@ -113,17 +113,17 @@ def _session_cache(stats: dict[str, Any]) -> str:
     return "<h2>Session cache</h2>" + _table(["", ""], rows)
 
 
-def _counters(title: str, section: dict[str, Any]) -> str:
-    rows = [[escape(str(k)), escape(str(v))] for k, v in section.items()]
+def _counters(title: str, section: dict[str, int]) -> str:
+    rows = [[escape(k), str(v)] for k, v in section.items()]
     return f"<h2>{escape(title)}</h2>" + _table(["kind", "count"], rows)
 
 
-def _failures(stats: dict[str, Any]) -> str:
-    recent = stats.get("recent_failures", {})
-    window = int(recent.get("window_s", 0) // 60)
-    rows = [[escape(str(k)), escape(str(v))] for k, v in recent.get("by_kind", {}).items()]
-    totals = {k.removeprefix("failed_"): v for k, v in stats.get("requests", {}).items() if k.startswith("failed_")}
-    total_rows = [[escape(k), escape(str(v))] for k, v in sorted(totals.items())]
+def _failures(stats: StatsReport) -> str:
+    recent = stats.recent_failures
+    window = int(recent.window_s // 60)
+    rows = [[escape(k), str(v)] for k, v in recent.by_kind.items()]
+    totals = {k.removeprefix("failed_"): v for k, v in stats.requests.items() if k.startswith("failed_")}
+    total_rows = [[escape(k), str(v)] for k, v in sorted(totals.items())]
     return (
         f"<h2>Recent failures (last {window} min)</h2>"
         + _table(["kind", "count"], rows)
@@ -132,7 +132,7 @@ def _failures(stats: dict[str, Any]) -> str:
     )
 
 
-def status_page(stats: dict[str, Any] | None, *, version: str, csrf: str, sidecar_error: str = "") -> str:
+def status_page(stats: StatsReport | None, *, version: str, csrf: str, sidecar_error: str = "") -> str:
     now = time.time()
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))
     head = (
@@ -148,8 +148,8 @@ def status_page(stats: dict[str, Any] | None, *, version: str, csrf: str, sideca
         + _instances(stats, csrf, now)
         + _backpressure(stats)
         + _session_cache(stats)
-        + _counters("Tool-call recognition", stats.get("tools", {}))
+        + _counters("Tool-call recognition", stats.tools)
         + _failures(stats)
-        + _counters("Requests", stats.get("requests", {}))
+        + _counters("Requests", stats.requests)
     )
     return _doc("lingma-gateway status", body, refresh=True)

@@ -99,7 +99,7 @@ async def show(request: AnyRequest) -> Response[str]:
     secret, cookie = session
     csrf = csrf_token(secret, cookie)
     try:
-        stats = json.loads(await ctx.client.stats())
+        stats = await ctx.client.stats()
     except GatewayError as exc:
         return _html(status_page(None, version=VERSION, csrf=csrf, sidecar_error=exc.code))
     return _html(status_page(stats, version=VERSION, csrf=csrf))

@@ -12,7 +12,6 @@ import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -31,6 +30,7 @@ from common.protocol import (
     ToolCall,
     Usage,
 )
+from common.stats import InstanceState, InstanceStats, PoolStats
 from sidecar.stats import StatsBook
 
 __all__ = ("ScriptedBackend",)
@@ -119,20 +119,6 @@ class ScriptedBackend:
     def readiness(self) -> tuple[bool, int]:
         return True, 1
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "pool": {
-                "instances": [
-                    {
-                        "id": "scripted",
-                        "state": "ready",
-                        "pid": 0,
-                        "in_flight": 0,
-                        "served_total": self._stats.requests["started"],
-                        "restarts_total": 0,
-                        "cooldown_until": None,
-                        "last_error": None,
-                    }
-                ]
-            }
-        }
+    def pool_stats(self) -> PoolStats:
+        served = self._stats.requests["started"]
+        return PoolStats(instances=[InstanceStats(id="scripted", state=InstanceState.READY, served_total=served)])

@@ -7,34 +7,35 @@ import importlib.metadata
 import json
 import platform
 import subprocess
-from typing import Any
 
 from common.client import SidecarClient
 from common.errors import GatewayError
 from common.protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR
 from common.settings import Settings
+from common.stats import InstanceState, InstanceStats, StatsReport
 from sidecar.doctor.local import RUN_TIMEOUT_S, binary_path, lingma_version
 from sidecar.doctor.report import Check
 from sidecar.pool import instance_ids
 
 __all__ = ("check_logins", "check_versions", "sidecar_stats")
 
-_WAITING = frozenset({"starting", "restarting", "logging_in", "cooling_down"})
+_WAITING = frozenset(
+    {InstanceState.STARTING, InstanceState.RESTARTING, InstanceState.LOGGING_IN, InstanceState.COOLING_DOWN}
+)
 SIGN_IN = (
     "sign that instance in to Lingma (its work dir is {work}), or give it an account in LINGMA_ACCOUNTS for auto-login"
 )
 
 
-async def _stats(settings: Settings) -> dict[str, Any]:
+async def _stats(settings: Settings) -> StatsReport:
     client = SidecarClient(settings.socket_path)
     try:
-        result: dict[str, Any] = json.loads(await client.stats())
-        return result
+        return await client.stats()
     finally:
         await client.aclose()
 
 
-def sidecar_stats(settings: Settings) -> tuple[dict[str, Any] | None, str]:
+def sidecar_stats(settings: Settings) -> tuple[StatsReport | None, str]:
     """The running sidecar's stats, or None and why it could not be read."""
     try:
         return asyncio.run(_stats(settings)), ""
@@ -42,16 +43,16 @@ def sidecar_stats(settings: Settings) -> tuple[dict[str, Any] | None, str]:
         return None, str(exc)
 
 
-def _instance_check(settings: Settings, inst: dict[str, Any]) -> Check:
-    iid = str(inst.get("id", "?"))
-    state = str(inst.get("state", "unknown"))
+def _instance_check(settings: Settings, inst: InstanceStats) -> Check:
+    iid = inst.id
+    state = inst.state
     name = f"login {iid}"
-    error = f": {inst['last_error']}" if inst.get("last_error") else ""
-    if state == "ready":
+    error = f": {inst.last_error}" if inst.last_error else ""
+    if state == InstanceState.READY:
         return Check(name, "ok", "logged in and ready")
     if state in _WAITING:
         return Check(name, "warn", f"not serving yet ({state}){error}", "wait, then run doctor again")
-    if "login" in state or "logged_out" in state:
+    if state in (InstanceState.LOGIN_REQUIRED, InstanceState.LOGIN_FAILED):
         return Check(name, "fail", f"logged out ({state}){error}", SIGN_IN.format(work=settings.work_dir / iid))
     return Check(name, "fail", f"cannot serve ({state}){error}", "see the sidecar's log; check the lingma binary")
 
@@ -81,16 +82,16 @@ def _status_without_gateway(settings: Settings, iid: str) -> Check:
     return Check(name, "fail", "logged out", SIGN_IN.format(work=work))
 
 
-def check_logins(settings: Settings, stats: dict[str, Any] | None) -> list[Check]:
+def check_logins(settings: Settings, stats: StatsReport | None) -> list[Check]:
     if stats is not None:
-        instances = stats.get("pool", {}).get("instances", [])
+        instances = stats.pool.instances
         if not instances:
             return [Check("login", "fail", "the running sidecar has no instances", "check INSTANCE_COUNT")]
         return [_instance_check(settings, inst) for inst in instances]
     return [_status_without_gateway(settings, iid) for iid in instance_ids(settings)]
 
 
-def check_versions(settings: Settings, stats: dict[str, Any] | None, sidecar_error: str) -> Check:
+def check_versions(settings: Settings, stats: StatsReport | None, sidecar_error: str) -> Check:
     try:
         gateway = importlib.metadata.version("lingma-gateway")
     except importlib.metadata.PackageNotFoundError:

@@ -15,7 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
+
 from common.settings import Account, Settings
+from common.stats import InstanceState, LoginProgress
 from sidecar.lingma.instance import LingmaInstance
 from sidecar.login.browser import browser_problem, find_browser
 from sidecar.login.failure import LoginFailed
@@ -40,15 +43,20 @@ class LoginRecord:
     finished_at: float | None = None
 
     def public(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "attempts": self.attempts,
-            "max_attempts": self.max_attempts,
-            "step": self.step,
-            "last_error": self.last_error,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-        }
+        """The progress as a JSON object, for the admin answers."""
+        result: dict[str, Any] = msgspec.to_builtins(self.progress())
+        return result
+
+    def progress(self) -> LoginProgress:
+        return LoginProgress(
+            state=self.state,
+            attempts=self.attempts,
+            max_attempts=self.max_attempts,
+            step=self.step,
+            last_error=self.last_error,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
 
 
 class LoginManager:
@@ -111,12 +119,14 @@ class LoginManager:
             return f"{inst.id} is logged out and auto-login cannot run ({self.problem})"
         return f"{inst.id} is logged out; a login starts shortly"
 
-    def state_of(self, inst: LingmaInstance) -> str:
+    def state_of(self, inst: LingmaInstance) -> InstanceState:
         """The instance's state with the login folded in (``logging_in``, ``login_failed``)."""
         if inst.state != "login_required":
-            return inst.state
+            return InstanceState(inst.state)
         rec = self.records[inst.id].state
-        return "logging_in" if rec == "running" else "login_failed" if rec == "failed" else "login_required"
+        if rec == "running":
+            return InstanceState.LOGGING_IN
+        return InstanceState.LOGIN_FAILED if rec == "failed" else InstanceState.LOGIN_REQUIRED
 
     async def stop(self) -> None:
         tasks = list(self._tasks.values())

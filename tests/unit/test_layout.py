@@ -6,7 +6,12 @@ import re
 import subprocess
 import tomllib
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
+import msgspec
+import msgspec.inspect as mi
+
+from common.protocol import Stats
 from common.settings import SETTINGS_HELP
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +41,87 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [name for name, _ in SETTINGS_HELP if f"`{name}`" not in readme]
     assert not missing, f"README lacks {missing}"
+
+
+# --- typed stats: no JSON document carried as text --------------------------------------------------------------
+
+_JSON_TEXT_NAME = re.compile(r"(?:^|_)(?:json|raw|blob|payload|document|doc|body)(?:_|$)")
+"""Field names that say "a serialized document" (``json``, ``stats_json``, ``raw_body`` ...)."""
+
+
+def json_text_fields(root: type[msgspec.Struct]) -> list[str]:
+    """Every field, in ``root`` and in each Struct reachable from it, that carries a JSON document as text:
+    a ``str`` or ``bytes`` named for one, or a ``msgspec.Raw``."""
+    found: list[str] = []
+    seen: set[type] = set()
+
+    def visit(info: mi.Type, where: str, name: str) -> None:
+        if isinstance(info, mi.RawType):
+            found.append(f"{where}: msgspec.Raw")
+        elif isinstance(info, (mi.StrType, mi.BytesType, mi.ByteArrayType)) and _JSON_TEXT_NAME.search(name):
+            found.append(f"{where}: {type(info).__name__.removesuffix('Type').lower()}")
+        elif isinstance(info, mi.StructType):
+            if info.cls in seen:
+                return
+            seen.add(info.cls)
+            for field in info.fields:
+                visit(field.type, f"{info.cls.__name__}.{field.name}", field.name)
+        elif isinstance(info, mi.UnionType):
+            for member in info.types:
+                visit(member, where, name)
+        elif isinstance(info, (mi.ListType, mi.SetType, mi.FrozenSetType, mi.VarTupleType)):
+            visit(info.item_type, where, name)
+        elif isinstance(info, mi.TupleType):
+            for item in info.item_types:
+                visit(item, where, name)
+        elif isinstance(info, mi.DictType):
+            visit(info.value_type, where, name)
+
+    visit(mi.type_info(root), root.__name__, "")
+    return found
+
+
+class _Inner(msgspec.Struct):
+    detail_json: str
+    name: str = ""
+
+
+class _Deep(msgspec.Struct):
+    payload: bytes | None = None
+
+
+class _Outer(msgspec.Struct):
+    items: list[_Inner]
+    by_key: dict[str, tuple[int, _Deep]]
+    passthrough: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class _OldStats(msgspec.Struct, tag="stats"):
+    json: str
+
+
+class _Clean(msgspec.Struct):
+    id: str
+    jsonl_lines: int
+    state: Literal["ready", "stopped"]
+    counters: dict[str, int]
+    nested: list[_Clean] | None = None
+
+
+def test_json_text_fields_are_caught() -> None:
+    """Planted: the 1.x stats frame, and JSON text hidden in a list, a dict of tuples and a union."""
+    assert json_text_fields(_OldStats) == ["_OldStats.json: str"]
+    assert sorted(json_text_fields(_Outer)) == [
+        "_Deep.payload: bytes",
+        "_Inner.detail_json: str",
+        "_Outer.passthrough: msgspec.Raw",
+    ]
+    assert json_text_fields(_Clean) == []
+
+
+def test_stats_carry_no_json_as_text() -> None:
+    """The stats frame is typed all the way down (docs/architecture.md §3.3)."""
+    assert json_text_fields(Stats) == []
 
 
 # --- references: nothing outside the repository, every section reference resolvable -------------------------

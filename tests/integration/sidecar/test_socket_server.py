@@ -32,6 +32,7 @@ from common.protocol import (
     decode_reply,
     encode,
 )
+from common.stats import InstanceState, StatsReport
 from tests.conftest import wait_for
 
 
@@ -54,8 +55,8 @@ def script(tmp: Path) -> Path:
     return path
 
 
-async def stats(client: SidecarClient) -> dict[str, object]:
-    return json.loads(await client.stats())  # type: ignore[no-any-return]
+async def stats(client: SidecarClient) -> StatsReport:
+    return await client.stats()
 
 
 async def test_connection_is_reused_only_after_its_terminal_frame(sidecar_factory, short_dir: Path) -> None:
@@ -84,7 +85,7 @@ async def test_early_stop_closes_the_connection_and_the_sidecar_cancels_its_prod
     side = sidecar_factory(["--script", str(script(short_dir))])
     client = SidecarClient(side.socket)
     before = await stats(client)
-    assert before["requests"].get("cancelled", 0) == 0  # type: ignore[attr-defined]
+    assert before.requests.get("cancelled", 0) == 0
     async with client.stream(convo("slow")) as events:
         async for event in events:
             if isinstance(event, TextDelta):
@@ -93,12 +94,12 @@ async def test_early_stop_closes_the_connection_and_the_sidecar_cancels_its_prod
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         after = await stats(probe)
-        if after["requests"].get("cancelled", 0) == 1:  # type: ignore[attr-defined]
+        if after.requests.get("cancelled", 0) == 1:
             break
         await asyncio.sleep(0.05)
     else:
         raise AssertionError(f"the sidecar never cancelled the producer: {after}")
-    assert after["backpressure"]["in_flight"] == 0  # type: ignore[index]
+    assert after.backpressure.in_flight == 0
     await client.aclose()
     await probe.aclose()
 
@@ -179,6 +180,30 @@ async def test_a_different_major_fails_loudly_naming_both_versions(sidecar_facto
     assert "incompatible" in side.log.read_text()
 
 
+async def test_a_handler_of_protocol_1_2_is_refused_naming_both_versions(sidecar_factory, short_dir: Path) -> None:
+    """2.0 typed the stats frame; a 1.2 handler would misread it, so the handshake refuses it and says why."""
+    assert (PROTOCOL_MAJOR, PROTOCOL_MINOR) == (2, 0)
+    side = sidecar_factory(["--script", str(script(short_dir))])
+    reply = await _hello(side.socket, 1, 2)
+    assert isinstance(reply, Failed) and reply.code == "protocol"
+    assert "handler protocol 1.2 is incompatible with sidecar protocol 2.0" in reply.message
+
+
+async def test_a_sidecar_of_protocol_1_2_is_refused_by_the_client_naming_both_versions(short_dir: Path) -> None:
+    path = short_dir / "old.sock"
+
+    async def old_sidecar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_frame(reader)
+        writer.write(pack_frame(encode(HelloOk(major=1, minor=2))))
+        await writer.drain()
+
+    server = await asyncio.start_unix_server(old_sidecar, path=str(path))
+    async with server:
+        with pytest.raises(ProtocolVersionError) as info:
+            await SidecarClient(path).stats()
+    assert info.value.message == "sidecar protocol 1.2 is incompatible with handler protocol 2.0"
+
+
 async def test_a_newer_minor_is_accepted(sidecar_factory, short_dir: Path) -> None:
     side = sidecar_factory(["--script", str(script(short_dir))])
     reply = await _hello(side.socket, PROTOCOL_MAJOR, PROTOCOL_MINOR + 7)
@@ -202,16 +227,19 @@ async def test_client_raises_protocol_error_on_major_mismatch(short_dir: Path) -
     assert f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}" in info.value.message
 
 
-async def test_stats_skeleton(sidecar_factory, short_dir: Path) -> None:
+async def test_stats_arrive_typed_over_the_socket(sidecar_factory, short_dir: Path) -> None:
     side = sidecar_factory(["--script", str(script(short_dir))])
-    snap = await stats(SidecarClient(side.socket))
-    assert snap["version"] == 1
-    assert set(snap) >= {"requests", "backpressure", "pool", "session_cache", "tools"}
-    assert set(snap["backpressure"]) == {"in_flight", "in_flight_max", "limit", "queued", "rejected_total"}  # type: ignore[arg-type]
-    inst = snap["pool"]["instances"][0]  # type: ignore[index]
-    assert set(inst) == {
-        "id", "state", "pid", "in_flight", "served_total", "restarts_total", "cooldown_until", "last_error"
-    }  # fmt: skip
+    client = SidecarClient(side.socket)
+    async with client.stream(convo("quick")) as events:
+        assert isinstance([e async for e in events][-1], Finished)
+    snap = await stats(client)
+    await client.aclose()
+    assert isinstance(snap, StatsReport) and snap.version == 1
+    assert snap.backpressure.in_flight == 0 and snap.backpressure.in_flight_max == 1
+    assert snap.requests["started"] == 1 and snap.requests["finished"] == 1
+    [inst] = snap.pool.instances
+    assert (inst.id, inst.state, inst.served_total) == ("scripted", InstanceState.READY, 1)
+    assert inst.cooldown_until is None and inst.last_error is None
 
 
 def test_sigterm_drains_and_removes_the_socket(sidecar_factory, short_dir: Path) -> None:

@@ -17,7 +17,7 @@ from common.client import InProcessTransport, SidecarClient
 from common.conversation import Conversation, Message, TextPart
 from common.errors import RateLimitedError, UpstreamError
 from common.frames import pack_frame, read_frame
-from common.protocol import Event, Failed, Finished, HelloOk, Started, TextDelta, encode
+from common.protocol import PROTOCOL_MAJOR, Event, Failed, Finished, HelloOk, Started, TextDelta, encode
 from handlers import streaming as turn_module
 from handlers.streaming import ClientGoneError, collect_turn, open_turn, stream_body
 from tests.support.inprocess import InProcessSidecar, scripted_sidecar
@@ -121,7 +121,7 @@ async def test_a_failure_after_commit_is_the_streams_one_terminal(sidecar: InPro
 async def test_a_sidecar_lost_mid_stream_still_gets_one_terminal() -> None:
     async def dies_after_text(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_frame(reader)
-        writer.write(pack_frame(encode(HelloOk(major=1, minor=0))))
+        writer.write(pack_frame(encode(HelloOk(major=PROTOCOL_MAJOR, minor=0))))
         await read_frame(reader)
         writer.write(pack_frame(encode(Started(model="m", instance="x"))))
         writer.write(pack_frame(encode(TextDelta(text="so far"))))

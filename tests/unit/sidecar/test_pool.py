@@ -100,8 +100,8 @@ async def test_a_full_instance_makes_the_next_turn_wait_then_429() -> None:
             async with p.slot(a):
                 pass
         assert caught.value.retry_after_s == 1
-        assert p.snapshot()[0]["in_flight"] == 1
-    assert p.snapshot()[0]["in_flight"] == 0
+        assert p.snapshot()[0].in_flight == 1
+    assert p.snapshot()[0].in_flight == 0
 
 
 async def test_a_released_slot_lets_a_waiting_turn_in() -> None:
@@ -140,7 +140,7 @@ async def test_a_slot_is_given_back_on_error_and_on_cancellation() -> None:
     waiter.cancel()
     task.cancel()
     await asyncio.gather(task, waiter, return_exceptions=True)
-    assert p.snapshot()[0]["in_flight"] == 0
+    assert p.snapshot()[0].in_flight == 0
     async with p.slot(a):
         pass
 
@@ -152,10 +152,10 @@ async def test_a_cooling_instance_leaves_rotation_and_shows_it() -> None:
     try:
         assert [i.id for i in p.ready()] == ["b"]
         assert p.choose("a", None) is b
-        snap = {s["id"]: s for s in p.snapshot()}
-        assert snap["a"]["state"] == "cooling_down"
-        assert snap["a"]["cooldown_until"] == pytest.approx(time.time() + 30, abs=2)
-        assert snap["b"]["cooldown_until"] is None
+        snap = {s.id: s for s in p.snapshot()}
+        assert snap["a"].state == "cooling_down"
+        assert snap["a"].cooldown_until == pytest.approx(time.time() + 30, abs=2)
+        assert snap["b"].cooldown_until is None
     finally:
         await p.stop()
 
@@ -169,11 +169,11 @@ async def test_cool_down_is_capped_and_no_capacity_says_when_to_come_back() -> N
             p.choose(None, None)
         assert "a is cooling_down" in caught.value.message
         assert caught.value.retry_after_s == pytest.approx(20, abs=1.5)
-        assert p.snapshot()[0]["cooldown_until"] <= time.time() + 20.5
+        assert p.snapshot()[0].cooldown_until <= time.time() + 20.5
         p.cool_down(a, 2, "a short hint")
-        assert p.snapshot()[0]["cooldown_until"] <= time.time() + 2.5
+        assert p.snapshot()[0].cooldown_until <= time.time() + 2.5
         p.cool_down(a, None, "no hint: the cap")
-        assert p.snapshot()[0]["cooldown_until"] == pytest.approx(time.time() + 20, abs=1.5)
+        assert p.snapshot()[0].cooldown_until == pytest.approx(time.time() + 20, abs=1.5)
     finally:
         await p.stop()
 
@@ -185,7 +185,7 @@ async def test_after_cooling_down_a_probe_brings_the_instance_back() -> None:
     assert p.ready() == []
     await wait_until(lambda: p.ready() == [a])
     assert a.probes == 1
-    assert p.snapshot()[0]["cooldown_until"] is None
+    assert p.snapshot()[0].cooldown_until is None
 
 
 async def test_a_failed_probe_keeps_the_instance_out_until_one_answers() -> None:
@@ -221,3 +221,14 @@ async def test_without_a_binary_start_marks_every_instance() -> None:
     await p.start()
     assert a.last_error is not None and "LINGMA_BIN" in a.last_error
     assert p.ready() == []
+
+
+def test_every_process_state_has_its_place_in_the_reported_states() -> None:
+    """The pool reports a process state as it is; the shared state set must hold every one of them."""
+    from typing import get_args
+
+    from common.stats import InstanceState
+    from sidecar.lingma import instance
+
+    assert set(get_args(instance.InstanceState)) <= {s.value for s in InstanceState}
+    assert {s.value for s in InstanceState} >= {"logging_in", "login_failed", "cooling_down"}

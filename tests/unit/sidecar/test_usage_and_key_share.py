@@ -36,12 +36,12 @@ def test_finished_turns_add_their_usage_and_failures_count_apart() -> None:
     with pytest.raises(NoCapacityError):
         asyncio.run(_drain(book.metered("bob", _events(error=NoCapacityError("none")))))
     doc = book.snapshot()
-    alice = doc["keys"]["alice"]
-    assert alice["turns"] == 2 and alice["failed_turns"] == 1
-    assert (alice["input_tokens"], alice["cached_input_tokens"], alice["output_tokens"]) == (20, 8, 14)
-    assert alice["models"]["qwen"]["reasoning_tokens"] == 4
-    assert doc["keys"]["bob"]["models"]["unknown"]["failed_turns"] == 1
-    assert doc["models"]["qwen"]["turns"] == 2 and doc["total"]["failed_turns"] == 2
+    alice = doc.keys["alice"]
+    assert alice.turns == 2 and alice.failed_turns == 1
+    assert (alice.input_tokens, alice.cached_input_tokens, alice.output_tokens) == (20, 8, 14)
+    assert alice.models["qwen"].reasoning_tokens == 4
+    assert doc.keys["bob"].models["unknown"].failed_turns == 1
+    assert doc.models["qwen"].turns == 2 and doc.total.failed_turns == 2
 
 
 async def test_a_key_at_its_cap_is_refused_and_others_are_not() -> None:
@@ -52,10 +52,10 @@ async def test_a_key_at_its_cap_is_refused_and_others_are_not() -> None:
                 pass
         assert "limit of 2 turns in flight" in err.value.message and err.value.retry_after_s == 1.0
         async with share.slot("b"):
-            assert share.snapshot()["in_flight"] == {"a": 2, "b": 1}
-    assert share.snapshot()["in_flight"] == {}
-    assert share.snapshot()["rejected_total"] == {"a": 1}
-    assert share.snapshot()["in_flight_max"] == {"a": 2, "b": 1}
+            assert share.snapshot().in_flight == {"a": 2, "b": 1}
+    assert share.snapshot().in_flight == {}
+    assert share.snapshot().rejected_total == {"a": 1}
+    assert share.snapshot().in_flight_max == {"a": 2, "b": 1}
 
 
 async def test_a_slot_is_given_back_when_the_turn_fails() -> None:
@@ -65,10 +65,10 @@ async def test_a_slot_is_given_back_when_the_turn_fails() -> None:
             raise ValueError("turn failed")
     async with share.slot("a"):
         pass
-    assert share.snapshot()["rejected_total"] == {}
+    assert share.snapshot().rejected_total == {}
 
 
 async def test_no_cap_means_no_refusal() -> None:
     share = KeyShare(0)
     async with share.slot("a"), share.slot("a"), share.slot("a"):
-        assert share.snapshot()["in_flight"] == {"a": 3}
+        assert share.snapshot().in_flight == {"a": 3}
