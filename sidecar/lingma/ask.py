@@ -39,7 +39,7 @@ async def run_turn(
     now = asyncio.get_running_loop().time()
     first_wait = min(first_chunk_timeout, timeout)
     deadline, first_deadline = now + timeout, now + first_wait
-    sub = conn.subscribe(turn.request_id)
+    sub = conn.subscribe(turn.request_id, turn.session_id)
     stop_needed = True
     chunked = False
     try:

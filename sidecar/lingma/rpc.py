@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -56,10 +56,12 @@ async def dial(port: int, *, open_timeout: float) -> ClientConnection:
 
 
 class Subscription:
-    """Pushes for one ``requestId`` (plus pushes that carry no ``requestId`` at all), in arrival order."""
+    """Pushes for one ``requestId`` (plus those without one that this turn could own), in arrival order."""
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, session_id: str = "") -> None:
         self.request_id = request_id
+        self.session_id = session_id
+        """The Lingma session the turn asked in, when it named one (a reused session)."""
         self._queue: asyncio.Queue[JsonObject | None] = asyncio.Queue()
         self._closed_reason: str | None = None
 
@@ -90,6 +92,8 @@ class RpcConnection:
         self._ids = itertools.count(1)
         self._pending: dict[str, tuple[str, asyncio.Future[Any]]] = {}
         self._subs: dict[str, Subscription] = {}
+        self._by_session: dict[str, list[Subscription]] = {}
+        """Subscriptions that named their session, for pushes that carry a ``sessionId`` but no ``requestId``."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed_reason: str | None = None
         self._closed = asyncio.Event()
@@ -139,16 +143,23 @@ class RpcConnection:
         self._check_open()
         await self._send({"jsonrpc": "2.0", "method": method, "params": dict(params or {})})
 
-    def subscribe(self, request_id: str) -> Subscription:
-        sub = Subscription(request_id)
+    def subscribe(self, request_id: str, session_id: str = "") -> Subscription:
+        sub = Subscription(request_id, session_id)
         if self._closed_reason is not None:
             sub._close(self._closed_reason)
         self._subs[request_id] = sub
+        if session_id:
+            self._by_session.setdefault(session_id, []).append(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         if self._subs.get(sub.request_id) is sub:
             del self._subs[sub.request_id]
+        same = self._by_session.get(sub.session_id)
+        if same is not None and sub in same:
+            same.remove(sub)
+            if not same:
+                del self._by_session[sub.session_id]
 
     async def close(self, reason: str | None = None) -> None:
         """Fail everything waiting on this connection at once, then close the socket."""
@@ -228,7 +239,14 @@ class RpcConnection:
             if sub is not None:
                 sub._push(push)
             return reply
-        for sub in list(self._subs.values()):
+        # Without a requestId (some builds send session/title/update so) a push is owned by the turn that asked in
+        # the session it names, or by the only turn in flight (sidecar.lingma.turn): it goes to those alone, since
+        # waking every turn in flight for each such push costs the square of the turns in flight.
+        session_id = params.get("sessionId")
+        owners: Sequence[Subscription] = self._by_session.get(session_id, ()) if isinstance(session_id, str) else ()
+        if len(self._subs) == 1:
+            owners = list(self._subs.values())
+        for sub in owners:
             sub._push(push)
         return reply
 

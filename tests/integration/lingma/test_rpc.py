@@ -89,7 +89,7 @@ async def test_every_push_is_answered_and_routed_by_request_id(pair: tuple[Peer,
         invoked.append(params)
 
     conn.tool_handler = tool_handler
-    mine, other = conn.subscribe("r1"), conn.subscribe("r2")
+    mine, other = conn.subscribe("r1", "S"), conn.subscribe("r2")
     await peer.push(
         {"id": "s-1", "method": "chat/answer", "params": {"requestId": "r1", "text": "a"}},
         {"id": "s-2", "method": "window/logMessage", "params": {"message": "noise"}},
@@ -114,11 +114,34 @@ async def test_every_push_is_answered_and_routed_by_request_id(pair: tuple[Peer,
         "chat/finish",
         "chat/answer",
     ]
-    assert [(await other.get())["method"] for _ in range(2)] == ["session/title/update", "tool/invoke"]
+    # The title names r1's session: r2 (a fresh turn, not alone) could not own it and is not woken for it.
+    assert [(await other.get())["method"] for _ in range(1)] == ["tool/invoke"]
     assert invoked == [{"requestId": "r2", "toolCallId": "t", "name": "x"}]
     assert conn.subscriber_count == 2
     conn.unsubscribe(mine)
     assert conn.subscriber_count == 1
+
+
+async def test_a_push_without_request_id_goes_only_to_a_turn_that_can_own_it(
+    pair: tuple[Peer, RpcConnection],
+) -> None:
+    peer, conn = pair
+    fresh = [conn.subscribe(f"r{i}") for i in range(3)]
+    reused = conn.subscribe("r-reused", "S")
+    await peer.push(
+        {"id": "t-1", "method": "session/title/update", "params": {"sessionId": "NEW", "sessionTitle": "a"}},
+        {"id": "t-2", "method": "session/title/update", "params": {"sessionId": "S", "sessionTitle": "b"}},
+        *({"id": f"a-{i}", "method": "chat/answer", "params": {"requestId": f"r{i}", "text": "x"}} for i in range(3)),
+    )
+    assert (await reused.get())["params"]["sessionTitle"] == "b"
+    # Fresh turns among several in flight cannot tell whose new session a title names: none of them gets it,
+    # so the first push each one sees is its own answer, which came after both titles.
+    assert [(await sub.get())["method"] for sub in fresh] == ["chat/answer"] * 3
+    for sub in (*fresh, reused):
+        conn.unsubscribe(sub)
+    alone = conn.subscribe("r-alone")
+    await peer.push({"id": "t-4", "method": "session/title/update", "params": {"sessionId": "NEW2"}})
+    assert (await alone.get())["params"]["sessionId"] == "NEW2"
 
 
 async def test_socket_loss_fails_requests_and_subscribers(pair: tuple[Peer, RpcConnection]) -> None:
