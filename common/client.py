@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -61,6 +62,7 @@ T = TypeVar("T")
 _EVENT_TYPES = (Started, TextDelta, ReasoningDelta, ToolCall, Finished, Failed)
 
 CONNECT_TIMEOUT = 1.0
+"""How long a sidecar may send nothing at all, on any connection, before a handshake gives up on it."""
 UNARY_TIMEOUT = 30.0
 
 
@@ -105,16 +107,25 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-class _Connection:
-    __slots__ = ("reader", "writer")
+_HELLO = pack_frame(encode(Hello(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR)))
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+
+class _Pulse:
+    """When the sidecar last sent a frame on any connection (``time.monotonic``): a busy sidecar is not a lost one."""
+
+    __slots__ = ("heard_at",)
+
+    def __init__(self) -> None:
+        self.heard_at = 0.0
+
+
+class _Connection:
+    __slots__ = ("pulse", "reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pulse: _Pulse) -> None:
         self.reader = reader
         self.writer = writer
-
-    async def send(self, op: Request) -> None:
-        self.writer.write(pack_frame(encode(op)))
-        await self.writer.drain()
+        self.pulse = pulse
 
     async def exchange(self, frame: bytes) -> Reply:
         self.writer.write(frame)
@@ -128,6 +139,7 @@ class _Connection:
             raise SidecarUnavailableError(f"the sidecar connection broke: {exc}") from None
         if body is None:
             raise SidecarUnavailableError("the sidecar closed the connection")
+        self.pulse.heard_at = time.monotonic()
         return decode_reply(body)
 
     def close(self) -> None:
@@ -149,19 +161,36 @@ class SidecarClient:
         self._idle: deque[_Connection] = deque()
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
+        self._pulse = _Pulse()
         self.connections_opened = 0
         """How many connections this client has dialled; tests use it to see reuse."""
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, first: bytes) -> _Connection:
+        """Dial, and send the Hello with ``first`` (the call's request frame) in one write: no round trip between them.
+
+        A socket that is missing or refuses is ``SidecarUnavailableError`` at once, as is a connection the
+        sidecar closes. A sidecar that answers nothing at all for ``connect_timeout`` is hung and unavailable
+        too; one that is only slow because a burst of connections keeps it busy is not (see ``_hello_reply``).
+        """
         try:
             async with asyncio.timeout(self._connect_timeout):
                 reader, writer = await self.transport.connect()
-                conn = _Connection(reader, writer)
-                await conn.send(Hello(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR))
-                reply = await conn.receive()
         except (OSError, TimeoutError) as exc:
             reason = type(exc).__name__
             raise SidecarUnavailableError(f"the sidecar is not reachable at its socket ({reason})") from None
+        conn = _Connection(reader, writer, self._pulse)
+        try:
+            writer.write(_HELLO + first)
+            await writer.drain()
+            reply = await self._hello_reply(conn)
+        except OSError as exc:
+            conn.close()
+            raise SidecarUnavailableError(
+                f"the sidecar is not reachable at its socket ({type(exc).__name__})"
+            ) from None
+        except BaseException:
+            conn.close()
+            raise
         if isinstance(reply, Failed):
             conn.close()
             raise GatewayError.carrying(reply)
@@ -177,13 +206,39 @@ class SidecarClient:
         self.connections_opened += 1
         return conn
 
-    async def _acquire(self) -> tuple[_Connection, bool]:
+    async def _hello_reply(self, conn: _Connection) -> Reply:
+        """The handshake's answer, waiting as long as the sidecar shows it is alive.
+
+        Under a burst of new connections both processes are busy and a handshake can take longer than
+        ``connect_timeout`` while the sidecar answers hundreds of others; it is given up on only once the
+        sidecar has sent nothing on any connection for a whole ``connect_timeout``.
+        """
+        answer = asyncio.ensure_future(conn.receive())
+        try:
+            while True:
+                waiting_since = time.monotonic()
+                await asyncio.wait({answer}, timeout=self._connect_timeout)
+                if not answer.done() and self._pulse.heard_at < waiting_since:
+                    # A loop that was itself too busy may not have read what already arrived: one more pass first.
+                    for _ in range(2):
+                        await asyncio.sleep(0)
+                if answer.done():
+                    return answer.result()
+                if self._pulse.heard_at < waiting_since:
+                    raise SidecarUnavailableError("the sidecar is not reachable at its socket (TimeoutError)")
+        finally:
+            if not answer.done():
+                answer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await answer
+
+    def _pooled(self) -> _Connection | None:
         while self._idle:
             conn = self._idle.popleft()
             if conn.usable:
-                return conn, True
+                return conn
             conn.close()
-        return await self._connect(), False
+        return None
 
     def _release(self, conn: _Connection) -> None:
         if conn.usable and len(self._idle) < self._max_idle:
@@ -192,24 +247,24 @@ class SidecarClient:
             conn.close()
 
     async def _start(self, op: Request) -> tuple[_Connection, Reply]:
-        """Send ``op`` and read the first frame, retrying once on a pooled connection that went stale.
+        """Send ``op`` and read the first frame, on a pooled connection or else a new one.
 
-        On any failure (including cancellation) the connection is closed here, so nothing leaks.
+        A pooled connection that went stale is replaced once by a new one. On any failure (including
+        cancellation) the connection is closed here, so nothing leaks.
         """
         frame = pack_frame(encode(op))
-        conn, pooled = await self._acquire()
+        conn = self._pooled()
+        if conn is not None:
+            try:
+                return conn, await conn.exchange(frame)
+            except (SidecarUnavailableError, OSError):
+                conn.close()
+            except BaseException:
+                conn.close()
+                raise
+        conn = await self._connect(frame)
         try:
-            return conn, await conn.exchange(frame)
-        except (SidecarUnavailableError, OSError):
-            conn.close()
-            if not pooled:
-                raise SidecarUnavailableError("the sidecar closed the connection") from None
-        except BaseException:
-            conn.close()
-            raise
-        conn = await self._connect()
-        try:
-            return conn, await conn.exchange(frame)
+            return conn, await conn.receive()
         except BaseException:
             conn.close()
             raise

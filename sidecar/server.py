@@ -94,6 +94,8 @@ class SidecarServer:
     ) -> None:
         self.path = path
         self.data_dir = data_dir
+        self._data_dir_text = str(data_dir.resolve()) if data_dir is not None else ""
+        """Named in every handshake: resolved once, not per connection."""
         self.backend = backend
         self.admission = admission
         self.key_share = key_share or KeyShare(0)
@@ -173,8 +175,8 @@ class SidecarServer:
             log.error(message)
             await _send(writer, Failed(code="protocol", message=message))
             return False
-        data_dir = str(self.data_dir.resolve()) if self.data_dir is not None else ""
-        await _send(writer, HelloOk(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR, pid=os.getpid(), data_dir=data_dir))
+        hello = HelloOk(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR, pid=os.getpid(), data_dir=self._data_dir_text)
+        await _send(writer, hello)
         return True
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -9,13 +9,15 @@ import pytest
 
 from common.client import SidecarClient
 from common.conversation import Conversation, Message, TextPart
-from common.errors import GatewayError, UpstreamError
+from common.errors import GatewayError, SidecarUnavailableError, UpstreamError
 from common.frames import pack_frame, read_frame
 from common.protocol import (
     PROTOCOL_MAJOR,
     Complete,
     Failed,
+    Finished,
     HelloOk,
+    Pong,
     Started,
     TextDelta,
     decode_request,
@@ -87,3 +89,82 @@ async def test_a_cancelled_request_closes_its_connection(short_dir: Path) -> Non
         with pytest.raises(asyncio.CancelledError):
             await task
         await asyncio.wait_for(closed.wait(), 2)
+
+
+async def test_the_request_goes_out_with_the_handshake(short_dir: Path) -> None:
+    """A new connection does not wait for ``HelloOk`` before sending its request: the peer gets both first."""
+    seen: list[str] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            body = await read_frame(reader)
+            assert body is not None
+            seen.append(type(decode_request(body)).__name__)
+        writer.write(pack_frame(encode(HelloOk(major=PROTOCOL_MAJOR, minor=0))))
+        writer.write(pack_frame(encode(Pong(ready=True, instances_ready=1))))
+        await writer.drain()
+        await reader.read()
+
+    async with await asyncio.start_unix_server(handle, path=str(short_dir / "d.sock")):
+        client = SidecarClient(short_dir / "d.sock")
+        assert (await client.ping()).ready
+        assert seen == ["Hello", "Ping"]
+        await client.aclose()
+
+
+async def test_a_slow_handshake_is_waited_for_while_the_sidecar_answers_others(short_dir: Path) -> None:
+    """A sidecar busy with other connections is not a lost one, however long one handshake takes."""
+    busy = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_frame(reader)
+        first = await read_frame(reader)
+        assert first is not None
+        if not busy.is_set():  # the first connection: a stream that keeps sending
+            busy.set()
+            writer.write(pack_frame(encode(HelloOk(major=PROTOCOL_MAJOR, minor=0))))
+            while not stop.is_set():
+                writer.write(pack_frame(encode(TextDelta(text="."))))
+                await writer.drain()
+                await asyncio.sleep(0.02)
+            writer.write(pack_frame(encode(Finished())))
+        else:  # the second: its handshake waits for five of the client's connect timeouts
+            await asyncio.sleep(0.5)
+            writer.write(pack_frame(encode(HelloOk(major=PROTOCOL_MAJOR, minor=0))))
+            writer.write(pack_frame(encode(Pong(ready=True, instances_ready=1))))
+        await writer.drain()
+        await reader.read()
+
+    async with await asyncio.start_unix_server(handle, path=str(short_dir / "e.sock")):
+        client = SidecarClient(short_dir / "e.sock", connect_timeout=0.1)
+
+        async def read_stream() -> list[object]:
+            async with client.stream(OP) as events:
+                return [e async for e in events]
+
+        reading = asyncio.create_task(read_stream())
+        await busy.wait()
+        assert (await client.ping()).ready
+        stop.set()
+        assert isinstance((await reading)[-1], Finished)
+        await client.aclose()
+
+
+async def test_a_sidecar_that_answers_nothing_is_unavailable(short_dir: Path) -> None:
+    """A hung sidecar (its socket accepts, nothing answers) is a 503, not a request left hanging."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    async with await asyncio.start_unix_server(handle, path=str(short_dir / "f.sock")):
+        client = SidecarClient(short_dir / "f.sock", connect_timeout=0.1)
+        with pytest.raises(SidecarUnavailableError):
+            await client.ping()
+        await client.aclose()
+
+
+async def test_a_missing_socket_is_unavailable_at_once(short_dir: Path) -> None:
+    client = SidecarClient(short_dir / "nobody.sock", connect_timeout=3600)
+    with pytest.raises(SidecarUnavailableError):  # the refusal answers, not the (hour-long) timeout
+        await client.ping()
