@@ -12,21 +12,19 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import msgspec
 
 from common.client import socket_accepts
-from common.errors import BadRequestError, GatewayError, InternalError
-from common.frames import FrameError, pack_frame, read_frame
+from common.errors import GatewayError
+from common.frames import FrameError, read_frame
 from common.log import REQUEST_ID
 from common.protocol import (
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
     Complete,
     CountTokens,
-    Event,
     ExportSession,
     Failed,
     Finished,
@@ -49,13 +47,13 @@ from common.protocol import (
     Stats,
     TokenCount,
     decode_request,
-    encode,
 )
 from common.stats import StatsReport
 from sidecar.admission import Admission
 from sidecar.backend import Backend
 from sidecar.key_share import KeyShare
 from sidecar.stats import StatsBook
+from sidecar.streaming import FrameBurst, guarded, note_failure, send_frame
 from sidecar.usage import UsageBook
 
 __all__ = ("SidecarServer", "SocketInUseError", "check_socket_free")
@@ -165,7 +163,7 @@ class SidecarServer:
         except (msgspec.DecodeError, msgspec.ValidationError):
             op = None
         if not isinstance(op, Hello):
-            await _send(writer, Failed(code="protocol", message="the first frame must be Hello"))
+            await send_frame(writer, Failed(code="protocol", message="the first frame must be Hello"))
             return False
         if op.major != PROTOCOL_MAJOR:
             message = (
@@ -173,10 +171,10 @@ class SidecarServer:
                 f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}; run the same major version on both sides"
             )
             log.error(message)
-            await _send(writer, Failed(code="protocol", message=message))
+            await send_frame(writer, Failed(code="protocol", message=message))
             return False
         hello = HelloOk(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR, pid=os.getpid(), data_dir=self._data_dir_text)
-        await _send(writer, hello)
+        await send_frame(writer, hello)
         return True
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -191,17 +189,17 @@ class SidecarServer:
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 # A newer handler may send an operation this sidecar does not know: answer, keep the connection.
                 message = f"this sidecar (protocol {PROTOCOL_MAJOR}.{PROTOCOL_MINOR}) cannot serve that request: {exc}"
-                await _send(writer, Failed(code="bad_request", message=message))
+                await send_frame(writer, Failed(code="bad_request", message=message))
                 continue
             except RecursionError:
-                await _send(writer, Failed(code="bad_request", message="the request nests too deeply"))
+                await send_frame(writer, Failed(code="bad_request", message="the request nests too deeply"))
                 continue
             if isinstance(op, Complete):
                 gone, carried = await self._stream(op, reader, writer)
                 if gone:
                     return
             else:
-                await _send(writer, await self._unary(op))
+                await send_frame(writer, await self._unary(op))
 
     async def _unary(self, op: Request) -> Reply:
         try:
@@ -235,7 +233,8 @@ class SidecarServer:
     ) -> tuple[bool, bytes]:
         """Run one turn. Returns whether the handler went away, and any byte of its next request already read."""
         if self._draining:
-            await _send(writer, Failed(code="no_capacity", message="the sidecar is shutting down", retry_after_s=1))
+            refusal = Failed(code="no_capacity", message="the sidecar is shutting down", retry_after_s=1)
+            await send_frame(writer, refusal)
             return False, b""
         producer = asyncio.create_task(self._produce(op, writer))
         self._streams.add(producer)
@@ -264,17 +263,17 @@ class SidecarServer:
     async def _produce(self, op: Complete, writer: asyncio.StreamWriter) -> None:
         REQUEST_ID.set(op.request_id or "-")  # this task's own context: the handler's id in every log line
         terminal_sent = False
-        burst = _Burst(writer)
+        burst = FrameBurst(writer)
         try:
             key = op.conversation.api_key_name or "open"
-            metered = self.usage.metered(key, _guarded(self.backend.complete(op)))
+            metered = self.usage.metered(key, guarded(self.backend.complete(op)))
             waited = time.time() - op.arrived_at if op.arrived_at else 0.0
             admitted = self.admission.slot(waited=waited)
             async with self.key_share.slot(key), admitted, contextlib.aclosing(metered) as events:
                 async for event in events:
                     await burst.send(event)
                     if isinstance(event, Failed):
-                        _note_failure(event.code, event.message)
+                        note_failure(event.code, event.message)
                         self.stats.note_failure(event.code)
                     if isinstance(event, (Finished, Failed)):
                         terminal_sent = True
@@ -287,7 +286,7 @@ class SidecarServer:
             raise
         except GatewayError as exc:
             self.stats.requests[f"failed_{exc.code}"] += 1
-            _note_failure(exc.code, exc.message)
+            note_failure(exc.code, exc.message)
             self.stats.note_failure(exc.code)
             if not terminal_sent:
                 await burst.send(exc.failed)
@@ -295,7 +294,7 @@ class SidecarServer:
         finally:
             burst.flush()
         if not terminal_sent:
-            await _send(writer, Failed(code="internal", message="the turn ended without a terminal event"))
+            await send_frame(writer, Failed(code="internal", message="the turn ended without a terminal event"))
 
     def snapshot(self) -> StatsReport:
         book = self.stats
@@ -313,70 +312,3 @@ class SidecarServer:
 
 _BACKLOG = 4096
 """The kernel caps it at ``net.core.somaxconn`` (4096 by default)."""
-
-_QUIET = frozenset({"bad_request", "context_length_exceeded", "not_found"})
-"""The caller's own mistakes: its answer says why, the operator has nothing to do."""
-
-
-def _note_failure(code: str, message: str) -> None:
-    """A turn that ends in an error leaves a line (with the request id) for the operator."""
-    if code in _QUIET:
-        log.info("turn refused (%s): %s", code, message)
-    elif code == "internal":
-        log.error("turn failed (%s): %s", code, message)
-    else:
-        log.warning("turn failed (%s): %s", code, message)
-
-
-async def _guarded(events: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
-    """Turn any non-gateway exception from a backend into ``internal`` and always close the generator."""
-    try:
-        async for event in events:
-            yield event
-    except (GatewayError, asyncio.CancelledError):
-        raise
-    except RecursionError:
-        raise BadRequestError("the request nests too deeply") from None
-    except Exception:
-        log.exception("a turn failed unexpectedly")
-        raise InternalError("the turn failed inside the sidecar; see its log") from None
-    finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-class _Burst:
-    """The frames of one turn: those produced in the same pass of the event loop leave in one write.
-
-    Nothing waits on a timer: a frame is written at the end of the loop pass that made it, so a burst
-    (several chunks out of one Lingma message, or a chunk and the terminal) costs one system call, and a
-    lone chunk is not delayed.
-    """
-
-    __slots__ = ("_pending", "_scheduled", "_writer")
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-        self._pending: list[bytes] = []
-        self._scheduled = False
-
-    async def send(self, frame: Reply) -> None:
-        self._pending.append(pack_frame(encode(frame)))
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-        await self._writer.drain()
-
-    def flush(self) -> None:
-        self._scheduled = False
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            if not self._writer.is_closing():
-                self._writer.write(data)
-
-
-async def _send(writer: asyncio.StreamWriter, frame: Reply) -> None:
-    writer.write(pack_frame(encode(frame)))
-    await writer.drain()

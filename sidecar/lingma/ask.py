@@ -19,7 +19,7 @@ from typing import Any
 from common.errors import GatewayError, UpstreamTimeoutError
 from sidecar.lingma.errors import classify_finish
 from sidecar.lingma.events import AskAccepted, UpstreamEvent
-from sidecar.lingma.rpc import JsonObject, RpcConnection, RpcError, Subscription
+from sidecar.lingma.rpc import JsonObject, RpcConnection, RpcError
 from sidecar.lingma.turn import TurnState
 
 __all__ = ("FIRST_CHUNK_METHODS", "STOP_TIMEOUT", "run_turn")
@@ -51,17 +51,21 @@ async def run_turn(
             stop_needed = False
             raise refused
         yield AskAccepted()
-        while not turn.finished:
+        while True:
             try:
-                push = await _next_push(sub, deadline if chunked else min(deadline, first_deadline))
+                pushes = await sub.take(deadline if chunked else min(deadline, first_deadline))
             except TimeoutError:
-                if chunked or first_deadline >= deadline:
-                    what = f"no chat/finish from Lingma instance {instance_id} within {timeout:g}s"
-                    raise UpstreamTimeoutError(what) from None
-                raise _no_first_chunk(instance_id, turn.request_id, first_wait) from None
-            chunked = chunked or push["method"] in FIRST_CHUNK_METHODS
-            for event in turn.on_push(push["method"], push["params"], alone=conn.subscriber_count == 1):
-                yield event
+                whole = chunked or first_deadline >= deadline
+                raise _timed_out(instance_id, turn.request_id, timeout if whole else None, first_wait) from None
+            for push in pushes:
+                method = push["method"]
+                chunked = chunked or method in FIRST_CHUNK_METHODS
+                for event in turn.on_push(method, push["params"], alone=conn.subscriber_count == 1):
+                    yield event
+                if turn.finished:
+                    break
+            if turn.finished:
+                break
     finally:
         conn.unsubscribe(sub)
         if stop_needed and not turn.finished:
@@ -87,13 +91,11 @@ def _refusal(payload: Mapping[str, Any], instance_id: str) -> GatewayError:
     return classify_finish(payload, instance_id=instance_id)
 
 
-async def _next_push(sub: Subscription, deadline: float) -> JsonObject:
-    """The next push for the turn; ``TimeoutError`` once ``deadline`` (loop time) passes."""
-    remaining = deadline - asyncio.get_running_loop().time()
-    if remaining <= 0:
-        raise TimeoutError
-    async with asyncio.timeout(remaining):
-        return await sub.get()
+def _timed_out(instance_id: str, request_id: str, timeout: float | None, first_wait: float) -> UpstreamTimeoutError:
+    """The turn's whole ``timeout`` ran out (when given), or else its wait for the first chunk."""
+    if timeout is None:
+        return _no_first_chunk(instance_id, request_id, first_wait)
+    return UpstreamTimeoutError(f"no chat/finish from Lingma instance {instance_id} within {timeout:g}s")
 
 
 def _no_first_chunk(instance_id: str, request_id: str, wait: float) -> UpstreamTimeoutError:

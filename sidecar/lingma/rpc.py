@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -56,30 +57,89 @@ async def dial(port: int, *, open_timeout: float) -> ClientConnection:
 
 
 class Subscription:
-    """Pushes for one ``requestId`` (plus those without one that this turn could own), in arrival order."""
+    """Pushes for one ``requestId`` (plus those without one that this turn could own), in arrival order.
+
+    A plain deque and one waiter rather than an ``asyncio.Queue``: the turn takes every push already here
+    in one go (``take``), and a wait for the next one costs one future, with the deadline as a timer on it.
+    """
+
+    __slots__ = ("_closed_reason", "_items", "_loop", "_waiter", "request_id", "session_id")
 
     def __init__(self, request_id: str, session_id: str = "") -> None:
         self.request_id = request_id
         self.session_id = session_id
         """The Lingma session the turn asked in, when it named one (a reused session)."""
-        self._queue: asyncio.Queue[JsonObject | None] = asyncio.Queue()
+        # Held, not looked up per push: on Python 3.11 every get_running_loop() is a getpid() system call.
+        self._loop = asyncio.get_running_loop()
+        self._items: deque[JsonObject] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._closed_reason: str | None = None
 
     async def get(self) -> JsonObject:
         """The next push ``{"method", "params"}``; raises ``UpstreamUnavailableError`` once the socket is gone."""
-        item = await self._queue.get()
-        if item is None:
-            self._queue.put_nowait(None)
+        if not self._items:
+            await self._wait(None)
+        return self._items.popleft()
+
+    async def take(self, deadline: float | None = None) -> list[JsonObject]:
+        """Every push already here, waiting for one only when there is none.
+
+        ``TimeoutError`` once ``deadline`` (loop time) has passed; ``UpstreamUnavailableError`` when the socket
+        is gone and every push that came before that was taken.
+        """
+        if deadline is not None and self._loop.time() >= deadline:
+            raise TimeoutError
+        if not self._items:
+            await self._wait(deadline)
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    async def _wait(self, deadline: float | None) -> None:
+        if self._closed_reason is not None:
+            raise UpstreamUnavailableError(self._closed_reason)
+        loop = self._loop
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_at(deadline, _expire, waiter) if deadline is not None else None
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+        if not self._items:
             raise UpstreamUnavailableError(self._closed_reason or "the Lingma connection closed")
-        return item
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _push(self, message: JsonObject) -> None:
-        self._queue.put_nowait(message)
+        self._items.append(message)
+        self._wake()
 
     def _close(self, reason: str) -> None:
         if self._closed_reason is None:
             self._closed_reason = reason
-            self._queue.put_nowait(None)
+            self._wake()
+
+
+def _more_waiting(ws: ClientConnection) -> bool:
+    """Whether a received message is already queued (websockets keeps them in ``recv_messages.frames``).
+
+    Only an optimisation: if a websockets release moves that queue, every reply goes out on its own.
+    """
+    frames = getattr(getattr(ws, "recv_messages", None), "frames", None)
+    try:
+        return bool(frames)
+    except TypeError:
+        return False
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class RpcConnection:
@@ -185,12 +245,21 @@ class RpcConnection:
 
     async def _read_loop(self) -> None:
         reason = f"the connection to {self._name} closed"
+        replies: list[str] = []
         try:
-            async for message in self._ws:
-                # Replies to the pushes of one WebSocket message go back together, as one message.
-                replies = [r for frame in self._parser.feed(message) if (r := self._dispatch(frame)) is not None]
-                if replies:
-                    await self._send_text("".join(replies))
+            while True:
+                # Bytes, not text: the frame parser cuts by byte length, so decoding first would be wasted.
+                message = await self._ws.recv(decode=False)
+                for frame in self._parser.feed(message):
+                    reply = self._dispatch(frame)
+                    if reply is not None:
+                        replies.append(reply)
+                # The replies to every push already received leave together, in one WebSocket message, as
+                # soon as no further message is waiting: never later than the last of them arrived.
+                if replies and not _more_waiting(self._ws):
+                    text = "".join(replies)
+                    replies.clear()
+                    await self._send_text(text)
         except ConnectionClosed:
             pass
         except UpstreamUnavailableError as exc:

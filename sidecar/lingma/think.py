@@ -44,6 +44,8 @@ class ThinkSplitter:
         return self._mode != "answer"
 
     def feed(self, chunk: str) -> list[Piece]:
+        if not self._pending and self._mode == "answer" and _plain(chunk):
+            return [AnswerText(chunk)] if chunk else []
         self._pending += chunk
         out: list[Piece] = []
         while self._pending:
@@ -99,6 +101,11 @@ class ThinkSplitter:
     def _emit(out: list[Piece], piece: Piece) -> None:
         if piece.text:
             out.append(piece)
+
+
+def _plain(text: str) -> bool:
+    """Answer text that holds no marker and ends in none's possible start (each begins with \\n, ` or <)."""
+    return "`" not in text and "<" not in text and not text.endswith("\n")
 
 
 def _answer_hold(text: str) -> int:

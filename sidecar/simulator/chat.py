@@ -14,16 +14,14 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 from websockets.exceptions import ConnectionClosed
 
 from . import render
+from .ask import AskParams, Turn
 from .journal import Journal
 from .rpc import Connection
 from .scenario import Action, Crash, Fail, Forget, InvokeTool, Sleep, Stream, TurnPicker
@@ -35,97 +33,8 @@ _log = logging.getLogger(__name__)
 _TITLE_CHARS = 40
 
 
-class ModelConfig(msgspec.Struct):
-    key: str | None = None
-
-
-class AskExtra(msgspec.Struct):
-    modelConfig: ModelConfig | None = None
-
-
-class AskParams(msgspec.Struct):
-    """The ``chat/ask`` fields the simulator reads or type-checks; the rest of the DTO is ignored."""
-
-    requestId: str | None = None
-    sessionId: str | None = None
-    questionText: str | None = None
-    isReply: bool | None = None
-    sessionType: str | None = None
-    mode: str | None = None
-    extra: AskExtra | None = None
-
-    @property
-    def model_key(self) -> str:
-        config = self.extra.modelConfig if self.extra else None
-        return (config.key or "") if config else ""
-
-
 class _SessionForgotten(Exception):
     pass
-
-
-@dataclass(eq=False)
-class _Turn:
-    conn: Connection
-    request_id: str
-    session_id: str
-    session_type: str
-    task: asyncio.Task[None] | None = None
-    started: bool = False
-    stop_requested: bool = False
-    pieces: list[str] = field(default_factory=list)
-    real_chunks: int = 0
-
-    def _sid(self) -> str:
-        return "" if self.conn.quirks else self.session_id
-
-    def answer(self, text: str) -> dict[str, Any]:
-        return self.conn.push_message(
-            "chat/answer",
-            {
-                "requestId": self.request_id,
-                "sessionId": self._sid(),
-                "text": text,
-                "overwrite": False,
-                "isFiltered": False,
-                "timestamp": int(time.time() * 1000),
-                "extra": {"sessionType": self.session_type},
-            },
-        )
-
-    def step(self, step: str, status: str = "done") -> dict[str, Any]:
-        return self.conn.push_message(
-            "chat/process_step_callback",
-            {
-                "requestId": self.request_id,
-                "sessionId": self._sid(),
-                "step": step,
-                "description": "",
-                "status": status,
-                "result": "",
-                "message": "",
-            },
-        )
-
-    def finish(self, reason: str, status: int, full_answer: str, **error: str) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "requestId": self.request_id,
-            "sessionId": self.session_id,
-            "reason": reason,
-            "statusCode": status,
-            "fullAnswer": full_answer,
-        }
-        params.update(error)
-        params["extra"] = {}
-        return self.conn.push_message("chat/finish", params)
-
-    async def stream(self, piece: str) -> None:
-        self.pieces.append(piece)
-        self.real_chunks += 1
-        if self.conn.quirks and self.real_chunks % 2 == 0:
-            await self.conn.send_batch([self.answer(piece), self.answer("")])
-        else:
-            await self.conn.send(self.answer(piece))
 
 
 class ChatService:
@@ -145,7 +54,7 @@ class ChatService:
         self._journal = journal
         self._is_logged_in = is_logged_in
         self._model_keys = model_keys
-        self._turns: dict[str, _Turn] = {}
+        self._turns: dict[str, Turn] = {}
         self._tool_results: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     def check(self, params: AskParams) -> dict[str, Any]:
@@ -159,7 +68,7 @@ class ChatService:
 
     def start(self, conn: Connection, params: AskParams) -> None:
         """Begin streaming an accepted ask; called after its reply went out."""
-        turn = _Turn(
+        turn = Turn(
             conn,
             params.requestId or uuid.uuid4().hex,
             params.sessionId or "",
@@ -195,7 +104,7 @@ class ChatService:
     def session(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
 
-    async def _run(self, turn: _Turn, question: str) -> None:
+    async def _run(self, turn: Turn, question: str) -> None:
         turn.started = True
         try:
             await self._play(turn, question)
@@ -219,16 +128,16 @@ class ChatService:
             if self._turns.get(turn.request_id) is turn:
                 del self._turns[turn.request_id]
 
-    async def _send_quietly(self, turn: _Turn, message: dict[str, Any]) -> None:
+    async def _send_quietly(self, turn: Turn, message: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionClosed):
             await turn.conn.send(message)
 
-    def _not_found(self, turn: _Turn) -> dict[str, Any]:
+    def _not_found(self, turn: Turn) -> dict[str, Any]:
         return turn.finish(
             "error", 404, "", errorCode="SESSION_NOT_FOUND", errorMessage=f"session not found: {turn.session_id}"
         )
 
-    def _close_record(self, turn: _Turn, status: str) -> None:
+    def _close_record(self, turn: Turn, status: str) -> None:
         session = self._sessions.get(turn.session_id)
         if session is None:
             return
@@ -238,7 +147,7 @@ class ChatService:
                 self._sessions.save(session)
                 return
 
-    def _open_session(self, turn: _Turn, question: str) -> Session:
+    def _open_session(self, turn: Turn, question: str) -> Session:
         if turn.session_id:
             session = self._sessions.get(turn.session_id)
             if session is None:
@@ -250,7 +159,7 @@ class ChatService:
         self._sessions.save(session)
         return session
 
-    async def _announce(self, turn: _Turn, session: Session) -> None:
+    async def _announce(self, turn: Turn, session: Session) -> None:
         conn = turn.conn
         await conn.send(turn.step("step_start"))
         title = conn.push_message(
@@ -264,7 +173,7 @@ class ChatService:
         else:
             await conn.send(title)
 
-    async def _play(self, turn: _Turn, question: str) -> None:
+    async def _play(self, turn: Turn, question: str) -> None:
         session = self._open_session(turn, question)
         number = len(session.records)
         plan = self._picker.pick(question)
@@ -283,7 +192,7 @@ class ChatService:
             full = ""
         await turn.conn.send_batch([turn.step("step_end"), turn.finish("success", 200, full)])
 
-    async def _act(self, turn: _Turn, action: Action) -> bool:
+    async def _act(self, turn: Turn, action: Action) -> bool:
         """Play one scenario action; False when it ended the turn."""
         match action:
             case Stream(pieces):
@@ -311,7 +220,7 @@ class ChatService:
                 os._exit(137)
         return True
 
-    async def _invoke_tool(self, turn: _Turn, name: str, parameters: Any, timeout_s: float) -> None:
+    async def _invoke_tool(self, turn: Turn, name: str, parameters: Any, timeout_s: float) -> None:
         """Ask the client to run a built-in tool and hold the stream until ``tool/invokeResult`` names it."""
         call_id = f"toolcall-{uuid.uuid4().hex}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

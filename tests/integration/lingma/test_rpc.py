@@ -19,6 +19,8 @@ class Peer:
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.messages: list[list[dict[str, Any]]] = []
+        """The frames of each WebSocket message received, message by message."""
         self.arrived = asyncio.Event()
         self.ws: ServerConnection | None = None
         self.server: Server | None = None
@@ -27,7 +29,9 @@ class Peer:
         self.ws = ws
         parser = FrameParser()
         async for message in ws:
-            for frame in parser.feed(message):
+            frames = parser.feed(message)
+            self.messages.append(frames)
+            for frame in frames:
                 self.received.append(frame)
                 self.arrived.set()
                 if frame.get("method") == "echo":
@@ -39,6 +43,12 @@ class Peer:
     async def push(self, *messages: dict[str, Any]) -> None:
         assert self.ws is not None
         await self.ws.send("".join(encode_message({"jsonrpc": "2.0", **m}) for m in messages))
+
+    async def push_apart(self, *messages: dict[str, Any]) -> None:
+        """Each frame in its own WebSocket message, all sent in one go."""
+        assert self.ws is not None
+        for m in messages:
+            await self.ws.send(encode_message({"jsonrpc": "2.0", **m}))
 
     async def wait_for(self, predicate: Any, timeout: float = 5.0) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
@@ -166,3 +176,63 @@ async def test_socket_loss_fails_requests_and_subscribers(pair: tuple[Peer, RpcC
     late = conn.subscribe("r9")
     with pytest.raises(UpstreamUnavailableError):
         await late.get()
+
+
+async def test_replies_to_a_burst_of_messages_leave_together(pair: tuple[Peer, RpcConnection]) -> None:
+    """Pushes that were already waiting when the reader woke are answered in one WebSocket message."""
+    peer, conn = pair
+    sub = conn.subscribe("r1")
+    pushes = [
+        {"id": f"s-{n}", "method": "chat/answer", "params": {"requestId": "r1", "text": f"{n}"}} for n in range(4)
+    ]
+    await peer.push_apart(*pushes)
+    for n in range(4):
+        await peer.wait_for(lambda f, n=n: f.get("id") == f"s-{n}" and "method" not in f)
+    replies = [m for m in peer.messages if m and all("method" not in f for f in m)]
+    assert [[f["id"] for f in m] for m in replies] == [["s-0", "s-1", "s-2", "s-3"]]
+    assert [p["params"]["text"] for p in await sub.take()] == ["0", "1", "2", "3"]
+
+
+async def test_a_lone_push_is_answered_without_waiting_for_more(pair: tuple[Peer, RpcConnection]) -> None:
+    peer, conn = pair
+    conn.subscribe("r1")
+    await peer.push_apart({"id": "s-1", "method": "chat/answer", "params": {"requestId": "r1", "text": "a"}})
+    await peer.wait_for(lambda f: f.get("id") == "s-1" and f.get("result") is True)
+
+
+async def test_take_returns_every_push_already_there_and_honours_its_deadline(
+    pair: tuple[Peer, RpcConnection],
+) -> None:
+    peer, conn = pair
+    sub = conn.subscribe("r1")
+    loop = asyncio.get_running_loop()
+    with pytest.raises(TimeoutError):
+        await sub.take(loop.time() - 1)
+    with pytest.raises(TimeoutError):
+        await sub.take(loop.time() + 0.05)
+    await peer.push(*({"method": "chat/answer", "params": {"requestId": "r1", "text": t}} for t in "abc"))
+    assert [p["params"]["text"] for p in await sub.take(loop.time() + 5)] == ["a", "b", "c"]
+    await peer.push({"method": "chat/finish", "params": {"requestId": "r1"}})
+    assert peer.ws is not None
+    await peer.ws.close()
+    await conn.wait_closed()
+    assert [p["method"] for p in await sub.take()] == ["chat/finish"]
+    with pytest.raises(UpstreamUnavailableError):
+        await sub.take()
+
+
+async def test_big_integer_ids_and_unicode_survive_the_round_trip(pair: tuple[Peer, RpcConnection]) -> None:
+    """Ids are echoed exactly (no float rounding past 2**53), text keeps every code point either way."""
+    peer, conn = pair
+    sub = conn.subscribe("r1")
+    text = 'h\u00e9llo \U0001f600 \u4e2d\u6587 \u0000 \u2028 "q" \\'
+    big = 2**70 + 1
+    await peer.push({"id": big, "method": "chat/answer", "params": {"requestId": "r1", "text": text}})
+    reply = await peer.wait_for(lambda f: "method" not in f and f.get("id") == big)
+    assert reply["result"] is True and type(reply["id"]) is int
+    assert (await sub.get())["params"]["text"] == text
+    assert await conn.request("echo", {"text": text, "n": -(2**64), "f": 0.1}, timeout=5) == {
+        "text": text,
+        "n": -(2**64),
+        "f": 0.1,
+    }
