@@ -1,8 +1,10 @@
-"""Every setting the gateway reads, from the environment, validated in one place.
+"""Every setting the gateway reads, validated in one place.
 
+Settings are built from a mapping of variable names to text (``Settings.from_mapping``): the environment,
+with command-line flags laid over it as overrides, so no process ever writes its flags into ``os.environ``.
 The names are listed in the README's configuration table (docs/operations.md §1); deployments of the
-predecessor move over unchanged.
-``load_settings`` collects every bad value before failing, so an operator fixes them all at once.
+predecessor move over unchanged. Building collects every bad value before failing, so an operator fixes
+them all at once.
 """
 
 from __future__ import annotations
@@ -113,6 +115,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __repr__(self) -> str:
         return f"Settings(data_dir={self.data_dir!r}, socket={self.socket_path!r})"
 
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str], overrides: Mapping[str, str | None] | None = None) -> Settings:
+        """Read and validate every setting from ``env`` with ``overrides`` (flags, by variable name; None or
+        "" leaves the variable as ``env`` has it) on top; raise ``SettingsError`` naming each bad value (never
+        the value). The data dir and socket defaults are resolved here, from ``env``, once."""
+        given = {name: value for name, value in (overrides or {}).items() if value}
+        return _build({**env, **given})
+
     @property
     def instance_limit(self) -> int:
         """Turns at once per instance: unset means the global limit, so one instance is never cut below it."""
@@ -120,11 +130,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def data_dir(self) -> Path:
-        return Path(self.gateway_data_dir) if self.gateway_data_dir else default_data_dir(os.environ)
+        """``from_mapping`` always sets it; a bare ``Settings()`` falls back to the home directory's default."""
+        return Path(self.gateway_data_dir) if self.gateway_data_dir else default_data_dir({})
 
     @property
     def socket_path(self) -> Path:
-        return Path(self.gateway_socket) if self.gateway_socket else default_socket_path(os.environ, self.data_dir)
+        return Path(self.gateway_socket) if self.gateway_socket else default_socket_path({}, self.data_dir)
 
     @property
     def work_dir(self) -> Path:
@@ -452,8 +463,11 @@ SETTINGS_HELP: tuple[tuple[str, str], ...] = tuple((env, text) for env, _f, _p, 
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting; raise ``SettingsError`` naming each bad value (never the value)."""
-    source = os.environ if env is None else env
+    """The settings of this process: ``env``, or else its environment, with no overrides."""
+    return Settings.from_mapping(os.environ if env is None else env)
+
+
+def _build(source: Mapping[str, str]) -> Settings:
     values: dict[str, object] = {}
     problems: list[str] = []
     for name, field, parse, _help in _SPEC:
@@ -470,7 +484,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if isinstance(entries, tuple):
         values["api_keys"] = tuple(key for _name, key in entries)
         values["api_key_names"] = tuple((name, key) for name, key in entries if name)
+    if not values.get("gateway_data_dir"):
+        values["gateway_data_dir"] = str(default_data_dir(source))
     settings = msgspec.structs.replace(Settings(), **values)
+    if not settings.gateway_socket:
+        settings = msgspec.structs.replace(settings, gateway_socket=str(default_socket_path(source, settings.data_dir)))
     cell_problems = _cell_problems(settings)
     if cell_problems:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(cell_problems))

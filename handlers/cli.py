@@ -24,7 +24,7 @@ import uvicorn
 
 from common.client import SidecarClient
 from common.log import exit_now, setup_logging
-from common.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
+from common.settings import SETTINGS_HELP, Settings, SettingsError
 from handlers.app import ROUTES, create_app
 from handlers.context import GatewayContext
 from handlers.http_guard import HttpLimits, guarded_protocol
@@ -75,20 +75,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _apply_flags(args: argparse.Namespace) -> None:
+def flag_overrides(args: argparse.Namespace) -> dict[str, str | None]:
+    """The flags given, by the variable each one stands for (docs/operations.md §1)."""
     port = getattr(args, "port", None)
-    pairs = {
+    data_dir = getattr(args, "data_dir", None)
+    scenario = getattr(args, "scenario", None)
+    return {
         "GATEWAY_HOST": getattr(args, "host", None),
         "GATEWAY_PORT": None if port is None else str(port),
-        "GATEWAY_SOCKET": args.socket,
-        "GATEWAY_DATA_DIR": getattr(args, "data_dir", None) and str(Path(args.data_dir).resolve()),
-        "LINGMA_SIM_SCENARIO": getattr(args, "scenario", None) and str(Path(args.scenario).resolve()),
+        "GATEWAY_SOCKET": getattr(args, "socket", None),
+        "GATEWAY_DATA_DIR": data_dir and str(Path(data_dir).resolve()),
+        "LINGMA_SIM_SCENARIO": scenario and str(Path(scenario).resolve()),
+        "GATEWAY_ALLOW_OPEN": "true" if getattr(args, "allow_open", False) else None,
     }
-    for name, value in pairs.items():
-        if value:
-            os.environ[name] = value
-    if getattr(args, "allow_open", False):
-        os.environ["GATEWAY_ALLOW_OPEN"] = "true"
 
 
 def _is_loopback(host: str) -> bool:
@@ -164,9 +163,9 @@ def _serve_http(settings: Settings, routes: tuple[str, ...], liveness: Callable[
     _Server(config, ctx).run()
 
 
-def _load() -> Settings:
+def _load(args: argparse.Namespace) -> Settings:
     try:
-        return load_settings()
+        return Settings.from_mapping(os.environ, flag_overrides(args))
     except SettingsError as exc:
         raise SystemExit(f"lingma-gateway: {exc}") from None
 
@@ -184,11 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         return connect(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "ping":
-        if args.socket:
-            os.environ["GATEWAY_SOCKET"] = args.socket
-        return ping(_load().socket_path, ready=args.ready)
-    _apply_flags(args)
-    settings = _load()
+        return ping(_load(args).socket_path, ready=args.ready)
+    settings = _load(args)
     setup_logging(settings.log_level, json_lines=settings.log_json, component=args.command)
     if args.command in ("login", "bundle"):
         return run_command(args, argv, settings)

@@ -9,7 +9,6 @@ accepts only its own child serving its own data dir on its socket, never another
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -20,9 +19,10 @@ import time
 from pathlib import Path
 
 from common.client import sidecar_identity
+from common.parent_death import die_with_parent
 from common.settings import Settings
 
-__all__ = ("SidecarSupervisor",)
+__all__ = ("SidecarSupervisor", "sidecar_command")
 
 log = logging.getLogger("lingma_gateway")
 
@@ -41,16 +41,6 @@ class _StartFailed(Exception):
     pass
 
 
-def _pdeathsig() -> None:
-    """In the child: die with the parent, so a killed gateway never leaves a sidecar behind."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    os.setpgrp()
-
-
 def describe_exit(status: int) -> str:
     if status < 0:
         try:
@@ -60,13 +50,28 @@ def describe_exit(status: int) -> str:
     return f"exited with status {status}"
 
 
+def sidecar_command(settings: Settings, *, simulator: bool) -> list[str]:
+    """The child's command line: the paths ``serve`` resolved, as flags, so both sides agree on them.
+
+    Only paths and switches go here (a command line is visible to every user of the host); everything
+    else, credentials included, reaches the child through the environment it inherits.
+    """
+    cmd = [sys.executable, "-m", "sidecar", "--data-dir", str(settings.data_dir.resolve())]
+    cmd += ["--socket", str(settings.socket_path)]
+    if simulator:
+        cmd.append("--simulator")
+    if settings.lingma_sim_scenario:
+        cmd += ["--scenario", settings.lingma_sim_scenario]
+    return cmd
+
+
 class SidecarSupervisor:
     """Runs ``python -m sidecar`` as a child for as long as ``serve`` runs."""
 
     def __init__(self, settings: Settings, *, simulator: bool) -> None:
         self.socket = settings.socket_path
         self.data_dir = str(settings.data_dir.resolve())
-        self._cmd = [sys.executable, "-m", "sidecar"] + (["--simulator"] if simulator else [])
+        self._cmd = sidecar_command(settings, simulator=simulator)
         # The sidecar checks no API keys: keep the client credentials out of its environment (and its children's).
         self._env = {k: v for k, v in os.environ.items() if k not in _SECRETS}
         self._lock = threading.Lock()
@@ -171,7 +176,10 @@ class SidecarSupervisor:
         with self._lock:
             if self._stopping.is_set():
                 raise _StartFailed("the gateway is stopping")
-            child = subprocess.Popen(self._cmd, preexec_fn=_pdeathsig, env=self._env)
+            # Its own process group (a ^C at the terminal reaches ``serve`` only, which then stops it in order).
+            child = subprocess.Popen(
+                self._cmd, preexec_fn=die_with_parent(signal.SIGTERM), process_group=0, env=self._env
+            )
             self._child = child
         deadline = time.monotonic() + START_TIMEOUT
         while True:

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from common.log import setup_logging
-from common.settings import Settings, SettingsError, load_settings
+from common.settings import Settings, SettingsError
 from sidecar.admission import Admission
 from sidecar.backend import Backend
 from sidecar.datadir import DataDirLock, StartupError, make_private
@@ -22,7 +22,7 @@ from sidecar.key_share import KeyShare
 from sidecar.server import SidecarServer, SocketInUseError, check_socket_free
 from sidecar.stats import StatsBook
 
-__all__ = ("EXIT_SOCKET_IN_USE", "EXIT_STARTUP", "main", "simulator_binary")
+__all__ = ("EXIT_SOCKET_IN_USE", "EXIT_STARTUP", "flag_overrides", "main", "simulator_binary")
 
 log = logging.getLogger("lingma_gateway.sidecar")
 
@@ -66,16 +66,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def apply_flags(args: argparse.Namespace) -> None:
-    """Flags are shorthands for settings: write them to the environment the settings are read from."""
-    if args.data_dir:
-        os.environ["GATEWAY_DATA_DIR"] = str(Path(args.data_dir).resolve())
-    if args.socket:
-        os.environ["GATEWAY_SOCKET"] = args.socket
-    if args.simulator:
-        os.environ["LINGMA_BIN"] = simulator_binary()
-    if args.scenario:
-        os.environ["LINGMA_SIM_SCENARIO"] = str(Path(args.scenario).resolve())
+def flag_overrides(
+    *, data_dir: str | None, socket: str | None, simulator: bool, scenario: str | None = None
+) -> dict[str, str | None]:
+    """Flags are shorthands for settings: the variable each one given stands for, laid over the environment."""
+    return {
+        "GATEWAY_DATA_DIR": data_dir and str(Path(data_dir).resolve()),
+        "GATEWAY_SOCKET": socket,
+        "LINGMA_BIN": simulator_binary() if simulator else None,
+        "LINGMA_SIM_SCENARIO": scenario and str(Path(scenario).resolve()),
+    }
 
 
 def build_backend(settings: Settings, stats: StatsBook, script: str | None) -> Backend:
@@ -125,10 +125,10 @@ async def run(settings: Settings, script: str | None) -> int:
     return 0
 
 
-def _settings_for(component: str) -> Settings | None:
+def _settings_for(component: str, overrides: dict[str, str | None]) -> Settings | None:
     """Settings, logging and the umask that every process working on a data dir starts with; None if invalid."""
     try:
-        settings = load_settings()
+        settings = Settings.from_mapping(os.environ, overrides)
     except SettingsError as exc:
         print(f"lingma-gateway: {exc}", file=sys.stderr)
         return None
@@ -145,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["login"], ["bundle"]):
         return _offline(argv)
     args = parse_args(argv)
-    apply_flags(args)
-    settings = _settings_for("sidecar")
+    overrides = flag_overrides(
+        data_dir=args.data_dir, socket=args.socket, simulator=args.simulator, scenario=args.scenario
+    )
+    settings = _settings_for("sidecar", overrides)
     if settings is None:
         return 2
     lock = DataDirLock(settings.data_dir)
@@ -172,8 +174,9 @@ def _offline(argv: list[str]) -> int:
     from sidecar.offline import parse, run_offline
 
     args = parse(argv)
-    apply_flags(argparse.Namespace(data_dir=args.data_dir, socket=args.socket, simulator=args.simulator, scenario=None))
-    settings = _settings_for("cli")
+    settings = _settings_for(
+        "cli", flag_overrides(data_dir=args.data_dir, socket=args.socket, simulator=args.simulator)
+    )
     if settings is None:
         return 2
     lock = DataDirLock(settings.data_dir)

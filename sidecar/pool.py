@@ -50,6 +50,8 @@ class Pool:
         self.settings = settings
         self.binary = settings.lingma_bin or find_binary("") or ""
         work = settings.work_dir
+        # The simulator reads its scenario from its environment; a real Lingma ignores the variable.
+        scenario = {"LINGMA_SIM_SCENARIO": settings.lingma_sim_scenario} if settings.lingma_sim_scenario else None
         self.instances = (
             list(instances)
             if instances is not None
@@ -65,6 +67,7 @@ class Pool:
                     probe_interval=settings.lingma_probe_interval,
                     probe_timeout=settings.lingma_probe_timeout,
                     probe_misses=settings.lingma_probe_misses,
+                    env=scenario,
                 )
                 for n, iid in enumerate(instance_ids(settings))
             ]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from common.client import socket_accepts
-from common.settings import SettingsError, load_settings
+from common.settings import Settings, SettingsError
 from sidecar.doctor.live import check_logins, check_versions, sidecar_stats
 from sidecar.doctor.local import (
     check_binary,
@@ -37,26 +37,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _apply(args: argparse.Namespace) -> None:
-    if args.data_dir:
-        os.environ["GATEWAY_DATA_DIR"] = str(Path(args.data_dir).resolve())
-    if args.socket:
-        os.environ["GATEWAY_SOCKET"] = args.socket
-    if args.host:
-        os.environ["GATEWAY_HOST"] = args.host
-    if args.port:
-        os.environ["GATEWAY_PORT"] = str(args.port)
+def _overrides(args: argparse.Namespace) -> dict[str, str | None]:
+    """The flags given, by the variable each stands for (the same as ``serve``'s)."""
+    overrides = {
+        "GATEWAY_DATA_DIR": args.data_dir and str(Path(args.data_dir).resolve()),
+        "GATEWAY_SOCKET": args.socket,
+        "GATEWAY_HOST": args.host,
+        "GATEWAY_PORT": None if args.port is None else str(args.port),
+    }
     if args.simulator:
         from sidecar.main import simulator_binary
 
-        os.environ["LINGMA_BIN"] = simulator_binary()
+        overrides["LINGMA_BIN"] = simulator_binary()
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _apply(args)
     try:
-        settings = load_settings()
+        settings = Settings.from_mapping(os.environ, _overrides(args))
     except SettingsError as exc:
         print(f"FAIL  settings  {exc}", file=sys.stderr)
         return 2

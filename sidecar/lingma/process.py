@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import socket
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import WebSocketException
 
 from common.errors import UpstreamUnavailableError
+from common.parent_death import die_with_parent
 from sidecar.lingma.pidfile import remove_pidfile, write_pidfile
 from sidecar.lingma.rpc import dial
 
@@ -34,7 +33,6 @@ HTTP_PORT_OFFSET = 500
 
 _DIAL_INTERVAL = 0.15
 _PORT_SCAN = 50
-_PR_SET_PDEATHSIG = 1
 
 _claimed: set[int] = set()
 """Socket ports of the Lingma processes this sidecar runs or is starting: two instances starting at
@@ -164,7 +162,7 @@ async def _spawn(binary: str, work_dir: Path, port: int, env: Mapping[str, str] 
                 stdout=out,
                 stderr=out,
                 start_new_session=True,
-                preexec_fn=_parent_death_signal(),
+                preexec_fn=die_with_parent(signal.SIGKILL),
             )
         except OSError as exc:
             raise UpstreamUnavailableError(f"cannot run the Lingma binary {binary!r}: {exc}") from exc
@@ -215,24 +213,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGKILL the child when this process dies (no-op elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def set_pdeathsig() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return set_pdeathsig
 
 
 def _log_tail(work_dir: Path, size: int = 400) -> str:
