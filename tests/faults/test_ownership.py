@@ -88,12 +88,13 @@ def test_a_second_gateway_on_the_same_socket_exits_with_a_clear_error(gateways: 
     assert "Traceback" not in text
     assert sidecar is not None and alive(sidecar)
     assert collect_turn(gw.url, "openai_chat", [{"role": "user", "content": "unharmed"}]).status_code == 200
-    # What serve told apart: the handshake names the sidecar's pid and data dir (protocol 1.1).
+    # What serve told apart: the handshake names the sidecar's pid and data dir (protocol 1.1 and later).
     code = (
-        "import sys; from common.client import sidecar_identity; from common.protocol import PROTOCOL_MINOR;"
-        "h = sidecar_identity(sys.argv[1]); print(h.pid, h.data_dir, h.minor, PROTOCOL_MINOR)"
+        "import sys; from common.client import sidecar_identity; from common.protocol import PROTOCOL_MAJOR as M,"
+        " PROTOCOL_MINOR as m; h = sidecar_identity(sys.argv[1]); print(h.pid, h.data_dir, h.major, h.minor, M, m)"
     )
     out = subprocess.run([sys.executable, "-c", code, str(gw.socket)], capture_output=True, text=True, timeout=30)
-    pid, data_dir, minor, ours = out.stdout.split()
+    pid, data_dir, *versions = out.stdout.split()
     assert (int(pid), data_dir) == (sidecar, str(gw.data.resolve()))
-    assert int(minor) == int(ours) >= 1
+    major, minor, our_major, our_minor = map(int, versions)
+    assert (major, minor) == (our_major, our_minor) >= (1, 1)
