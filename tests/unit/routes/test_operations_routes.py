@@ -111,6 +111,27 @@ async def test_admin_stats_needs_the_admin_token_and_shows_the_sidecars_numbers(
     assert snap["pool"]["instances"][0]["id"] == "scripted"
 
 
+async def test_admin_stats_keep_the_documented_shape() -> None:
+    """docs/operations.md §6: every section and every instance key, always present, in this order."""
+    async with gateway(admin_token="adm-secret") as client:
+        snap = (await client.get("/internal/stats", headers={"authorization": "Bearer adm-secret"})).json()
+    assert list(snap) == [
+        "version", "requests", "pool", "session_cache", "tools", "recent_failures", "backpressure", "key_share",
+        "usage",
+    ]  # fmt: skip
+    [inst] = snap["pool"]["instances"]
+    assert list(inst) == [
+        "id", "state", "pid", "in_flight", "served_total", "restarts_total", "unhealthy_total", "probes", "auth",
+        "auto_login", "reason", "cooldown_until", "last_error",
+    ]  # fmt: skip
+    assert inst["probes"] == {"total": 0, "missed_total": 0, "missed_in_a_row": 0, "last_answer_at": None}
+    assert set(inst["auto_login"]) == {"state", "attempts", "max_attempts", "step", "last_error", "started_at", "finished_at"}  # fmt: skip
+    assert list(snap["backpressure"]) == ["in_flight", "in_flight_max", "limit", "queued", "rejected_total"]
+    assert list(snap["key_share"]) == ["limit", "in_flight", "in_flight_max", "rejected_total"]
+    assert list(snap["recent_failures"]) == ["window_s", "by_kind", "last_kind", "last_age_s"]
+    assert list(snap["usage"]) == ["since", "keys", "models", "total"]
+
+
 async def test_admin_routes_fall_back_to_api_keys_and_hide_without_either() -> None:
     async with gateway() as client:
         raw = await client.get("/internal/models/raw", headers=AUTH)
