@@ -1,8 +1,9 @@
 """What a route tells the API description about itself: attached as ``opt=api(...)`` on its decorator.
 
-Routes decode their bodies themselves (size limit, gzip/zstd, errors in the caller's dialect), so Litestar
-cannot infer the types; each route names its msgspec request and response types here instead, and
-``handlers.docs`` turns them into ``/openapi.json`` with msgspec's own schema generation.
+Routes decode their bodies themselves (size limit, gzip/zstd, errors in the caller's dialect; see
+``handlers.body.json_body``), so Litestar's own description would not know them. A route declares its body
+type in its signature (``payload: <Struct>``) and names its response type here, and ``handlers.docs`` turns
+both into ``/openapi.json`` with msgspec's own schema generation.
 """
 
 from __future__ import annotations

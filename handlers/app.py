@@ -11,7 +11,7 @@ from litestar.middleware import DefineMiddleware
 
 from common.client import SidecarClient
 from common.settings import Settings
-from handlers.context import GatewayContext
+from handlers.context import GATEWAY_DEPENDENCIES, GatewayContext
 from handlers.dialect import any_dialect_exception_handlers
 from handlers.health import router as health_router
 from handlers.observability import RequestIdMiddleware
@@ -53,6 +53,7 @@ def create_app(
     return Litestar(
         route_handlers=[health_router, *routers],
         lifespan=[lifespan],
+        dependencies=GATEWAY_DEPENDENCIES,
         middleware=[DefineMiddleware(RequestIdMiddleware)],  # type: ignore[arg-type]
         exception_handlers=any_dialect_exception_handlers,
         request_max_body_size=None,

@@ -10,13 +10,15 @@ from typing import TypeVar
 import msgspec
 from litestar import Request
 from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
 
 from common.errors import BadRequestError, TooLargeError
+from handlers.context import GatewayContext
 from handlers.errors import ClientGoneError
 from handlers.http_guard import ARRIVED_AT
 from handlers.policy import check_content_type
 
-__all__ = ("arrival_time", "read_json")
+__all__ = ("arrival_time", "json_body", "read_json")
 
 _ARRIVED_AT: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_arrived_at", default=None)
 
@@ -101,3 +103,15 @@ async def read_json(request: Request[object, object, State], kind: type[T], limi
     except msgspec.DecodeError:
         raise BadRequestError("the request body is not valid JSON") from None
     return value
+
+
+def json_body(kind: type[T]) -> Provide:
+    """The ``payload`` dependency of a route whose body is a ``kind``: read and decoded as ``read_json`` does.
+
+    The route then declares ``payload: kind`` in its signature, so its body type is in one place.
+    """
+
+    async def decode(request: Request[object, object, State], gateway: NamedDependency[GatewayContext]) -> T:
+        return await read_json(request, kind, gateway.settings.gateway_max_body_bytes)
+
+    return Provide(decode)

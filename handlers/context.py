@@ -1,4 +1,9 @@
-"""What every route needs at run time, owned by the app's lifespan and reached through ``app.state``."""
+"""What every route needs at run time, owned by the app's lifespan and reached through ``app.state``.
+
+Routes receive it by dependency injection (``gateway: GatewayContext``, from ``GATEWAY_DEPENDENCIES``), and
+the API key check is a guard (``require_api_key``) that runs before the body is read; the key it let in is
+``caller_key(request)``.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,35 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.handlers import BaseRouteHandler
 
 from common.client import SidecarClient
 from common.conversation import Conversation
 from common.errors import NotFoundError, UnauthorizedError
 from common.settings import Settings
 
-__all__ = ("GatewayContext", "api_key_of", "context_of", "key_fingerprint", "matches_any")
+__all__ = (
+    "GATEWAY_DEPENDENCIES",
+    "Connection",
+    "GatewayContext",
+    "api_key_of",
+    "caller_key",
+    "context_of",
+    "key_fingerprint",
+    "matches_any",
+    "require_api_key",
+)
+
+Connection = ASGIConnection[Any, Any, Any, Any]
+_CALLER_KEY = "lingma_gateway.api_key"
+"""Where ``require_api_key`` leaves the key it accepted, in the request's scope state."""
 
 
 @dataclass
@@ -29,7 +52,7 @@ class GatewayContext:
     liveness: Callable[[], str | None] | None = None
     """In ``serve``: why the process should be restarted (its sidecar cannot come back), else None."""
 
-    def authenticate(self, request: Request[object, object, State]) -> str:
+    def authenticate(self, request: Connection) -> str:
         """Check the caller's API key in constant time; return it ('' when the gateway is open)."""
         keys = self.settings.api_keys
         if not keys:
@@ -45,7 +68,7 @@ class GatewayContext:
         """The conversation labelled with the key's name, so the sidecar can meter and cap it."""
         return msgspec.structs.replace(conversation, api_key_name=self.settings.key_name(key))
 
-    def authenticate_admin(self, request: Request[object, object, State]) -> None:
+    def authenticate_admin(self, request: Connection) -> None:
         """Admin routes take ADMIN_TOKEN; without one they fall back to the API keys (404 with neither)."""
         token = self.settings.admin_token
         presented = api_key_of(request)
@@ -68,7 +91,7 @@ def matches_any(presented: str, keys: tuple[str, ...]) -> bool:
     return found
 
 
-def api_key_of(request: Request[object, object, State]) -> str | None:
+def api_key_of(request: Connection) -> str | None:
     auth = request.headers.get("authorization")
     if auth and auth[:7].lower() == "bearer ":
         return auth[7:].strip()
@@ -79,6 +102,25 @@ def key_fingerprint(key: str) -> str:
     return hashlib.sha256(("lingma-gateway:" + key).encode()).hexdigest()[:16] if key else ""
 
 
-def context_of(request: Request[object, object, State]) -> GatewayContext:
+def context_of(request: Connection) -> GatewayContext:
     ctx: GatewayContext = request.app.state.gateway
     return ctx
+
+
+async def _provide_gateway(request: Request[object, object, State]) -> GatewayContext:
+    return context_of(request)
+
+
+GATEWAY_DEPENDENCIES = {"gateway": Provide(_provide_gateway)}
+"""The app's dependencies: every route may take ``gateway: GatewayContext``."""
+
+
+def require_api_key(connection: Connection, _handler: BaseRouteHandler) -> None:
+    """The guard of every dialect route: 401 in the route's dialect unless the caller's key is one of ours."""
+    connection.scope.setdefault("state", {})[_CALLER_KEY] = context_of(connection).authenticate(connection)
+
+
+def caller_key(request: Connection) -> str:
+    """The API key ``require_api_key`` accepted for this request ('' when the gateway is open)."""
+    key = request.scope.get("state", {}).get(_CALLER_KEY, "")
+    return key if isinstance(key, str) else ""

@@ -27,7 +27,7 @@ __all__ = (
     "openai_error_body",
     "openai_exception_handlers",
     "openai_status",
-    "responses_error_code",
+    "responses_error",
 )
 
 log = logging.getLogger("lingma_gateway.handlers")
@@ -97,8 +97,13 @@ def anthropic_status(failed: Failed) -> int:
     return _ANTHROPIC.get(failed.code, _ANTHROPIC["internal"])[0]
 
 
-def responses_error_code(failed: Failed) -> str:
-    return _RESPONSES.get(failed.code, "server_error")
+def responses_error(failed: Failed) -> tuple[str, str]:
+    """The code and message of a Responses in-stream ``error``; a back-off is spelled out in the message,
+    since Codex reads it from the phrase "try again in" (docs/dialects.md §3.5)."""
+    code, message, retry = _RESPONSES.get(failed.code, "server_error"), failed.message, failed.retry_after_s
+    if code == "rate_limit_exceeded" and retry is not None and "try again in" not in message.lower():
+        message = f"{message.rstrip('.')}. Please try again in {max(1, math.ceil(retry))}s."
+    return code, message
 
 
 def openai_error_body(failed: Failed) -> dict[str, object]:

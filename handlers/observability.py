@@ -30,25 +30,21 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 access_log = logging.getLogger("lingma_gateway.access")
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_ROUTES = (
-    "/v1/chat/completions",
-    "/v1/responses",
-    "/responses",
-    "/v1/models",
-    "/v1/messages/count_tokens",
-    "/v1/messages",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/internal/",
-)
+
+_GROUPED = ("/internal/",)
+"""Path prefixes whose routes share one label: the operator endpoints are counted together."""
 
 
-def route_label(path: str) -> str:
-    for route in _ROUTES:
-        if path == route or (route.endswith("/") and path.startswith(route)):
-            return route.rstrip("/") if route.endswith("/") else route
-    return "other"
+def route_label(scope: Scope) -> str:
+    """The matched route's path template (Litestar routes before this middleware runs), never the raw path,
+    so the label set is the app's routes; a request no route matched is ``other``."""
+    template = scope.get("path_template")
+    if not isinstance(template, str) or not template:
+        return "other"
+    for prefix in _GROUPED:
+        if template.startswith(prefix):
+            return prefix.rstrip("/")
+    return template
 
 
 class HttpMetrics:
@@ -101,7 +97,7 @@ class RequestIdMiddleware:
                 break
         request_id = given if _SANE_ID.match(given) else "req_" + uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
-        route = route_label(scope.get("path", ""))
+        route = route_label(scope)
         started = time.perf_counter()
         status = 500
         first = True

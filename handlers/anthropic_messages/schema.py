@@ -1,4 +1,6 @@
-"""Anthropic Messages request types (docs/dialects.md §4.1). Unknown fields are ignored, unknown block types tolerated.
+"""Anthropic Messages types: the request (docs/dialects.md §4.1), the ``message`` answer and the token count.
+
+Unknown request fields are ignored and unknown block types tolerated.
 
 Content blocks arrive as raw JSON and are typed one at a time by ``decode_block``: Claude Code sends block
 types this gateway has no use for (thinking, server-tool results, newer betas), and one unknown tag must not
@@ -8,16 +10,23 @@ image's base64 ``data``) are not declared, so they are skipped while decoding an
 
 from __future__ import annotations
 
+import json
+from typing import Any, Literal
+
 import msgspec
 
 from common.conversation import TokenLimit
 
 __all__ = (
     "KNOWN_BLOCK_TYPES",
+    "THINKING_SIGNATURE",
+    "TOOL_ID_PREFIX",
     "Block",
     "CountTokensRequest",
     "DocumentBlock",
     "ImageBlock",
+    "InputTokens",
+    "Message",
     "MessageParam",
     "MessagesRequest",
     "Metadata",
@@ -28,8 +37,19 @@ __all__ = (
     "ToolParam",
     "ToolResultBlock",
     "ToolUseBlock",
+    "canonical_json",
     "decode_block",
 )
+
+TOOL_ID_PREFIX = "toolu_"
+"""Tool-use ids are the sidecar's call ids behind this prefix; tool results name them back with it."""
+THINKING_SIGNATURE = "lingma-gateway"
+"""Thinking blocks need a signature; Claude Code echoes it back and ``to_conversation`` drops it again."""
+
+
+def canonical_json(value: object) -> str:
+    """A tool's input or input schema as compact JSON text, non-ASCII kept as it is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class _Block(msgspec.Struct, tag_field="type"):
@@ -152,3 +172,47 @@ class MessagesRequest(CountTokensRequest, kw_only=True):
     stop_sequences: list[str] | None = None
     temperature: float | None = None
     top_p: float | None = None
+
+
+# --- the answer ------------------------------------------------------------------------------------------------
+
+
+class TextOut(msgspec.Struct, tag="text", tag_field="type"):
+    text: str
+
+
+class ThinkingOut(msgspec.Struct, tag="thinking", tag_field="type"):
+    thinking: str
+    signature: str = ""
+
+
+class ToolUseOut(msgspec.Struct, tag="tool_use", tag_field="type"):
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class MessageUsage(msgspec.Struct, kw_only=True):
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+
+
+class Message(msgspec.Struct, kw_only=True):
+    """A non-streamed answer; with ``stream: true`` the same content arrives as Messages SSE events."""
+
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    model: str
+    content: list[TextOut | ThinkingOut | ToolUseOut]
+    stop_reason: Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal"] | None
+    stop_sequence: str | None = None
+    usage: MessageUsage
+
+
+class InputTokens(msgspec.Struct):
+    """``/v1/messages/count_tokens``: the prompt's size as a turn would send it."""
+
+    input_tokens: int

@@ -1,23 +1,18 @@
-"""Pure translation between Anthropic Messages and the internal conversation and events.
+"""An Anthropic Messages (or count_tokens) request, translated into the internal conversation.
 
-References: docs/dialects.md §4 (request fields §4.1, the non-stream body §4.2, the stream §4.3, stop reasons and
-usage §4.4: Anthropic ``input_tokens`` excludes cached ones).
-The stream encoder and the non-stream fold run the same block state machine (``blocks.py``), so the two
-cannot disagree.
+References: docs/dialects.md §4.1 (request fields) and §5 (count_tokens reads the same request).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import msgspec
 
 from common.conversation import Conversation, ImagePart, Message, Part, TextPart, ToolCallRecord, ToolChoice, ToolSpec
-from common.errors import BadRequestError, GatewayError
-from common.protocol import Event, Failed, Finished, Started
-from handlers.anthropic_messages.blocks import TOOL_ID_PREFIX, BlockMachine, Payload
+from common.errors import BadRequestError
 from handlers.anthropic_messages.schema import (
+    TOOL_ID_PREFIX,
     Block,
     CountTokensRequest,
     DocumentBlock,
@@ -28,25 +23,16 @@ from handlers.anthropic_messages.schema import (
     ToolChoiceParam,
     ToolResultBlock,
     ToolUseBlock,
+    canonical_json,
     decode_block,
 )
 from handlers.policy import check_conversation, check_sampling, no_usable_content, resolve_tool_choice
-from handlers.streaming import sse_event
 
-__all__ = (
-    "TOOL_ID_PREFIX",
-    "AnthropicEncoder",
-    "to_conversation",
-    "to_message",
-)
+__all__ = ("to_conversation",)
 
 _BILLING_HEADER = "x-anthropic-billing-header:"
 _THINKING_ON = frozenset({"enabled", "adaptive"})
 _CHOICES = {"auto": "auto", "any": "required", "none": "none", "tool": "named"}
-
-
-def _canonical(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 # -- request -> Conversation ---------------------------------------------------------------------------------
@@ -126,7 +112,7 @@ def _assistant(blocks: list[Block], names: dict[str, str]) -> list[Message]:
         if isinstance(block, ToolUseBlock):
             call_id = block.id.removeprefix(TOOL_ID_PREFIX)
             names[call_id] = block.name
-            arguments = _canonical(block.input if block.input is not None else {})
+            arguments = canonical_json(block.input if block.input is not None else {})
             calls.append(ToolCallRecord(id=call_id, name=block.name, arguments=arguments))
     parts = _parts(blocks)
     if not parts and not calls:
@@ -171,7 +157,7 @@ def _tools(req: CountTokensRequest) -> list[ToolSpec]:
                 param="tools",
             )
     return [
-        ToolSpec(name=t.name, description=t.description or "", parameters=_canonical(t.input_schema or {}))
+        ToolSpec(name=t.name, description=t.description or "", parameters=canonical_json(t.input_schema or {}))
         for t in req.tools or []
     ]
 
@@ -216,65 +202,3 @@ def to_conversation(
         api_key_fingerprint=key_fingerprint,
     )
     return check_conversation(conversation, skipped=skipped)
-
-
-# -- events -> stream / message --------------------------------------------------------------------------------
-
-
-class AnthropicEncoder:
-    """Events in, SSE bytes out (the ``StreamEncoder`` of handlers/turn.py); every event is named by its type."""
-
-    def __init__(self, *, message_id: str, model: str, want_thinking: bool) -> None:
-        self._blocks = BlockMachine(message_id=message_id, model=model, want_thinking=want_thinking)
-
-    def start(self, started: Started) -> bytes:
-        return _encode([self._blocks.start(started)])
-
-    def feed(self, event: Event) -> bytes:
-        return _encode(self._blocks.feed(event))
-
-    def heartbeat(self) -> bytes:
-        return b"" if self._blocks.done else sse_event("ping", {"type": "ping"})
-
-
-def _encode(payloads: list[Payload]) -> bytes:
-    return b"".join(sse_event(p["type"], p) for p in payloads)
-
-
-def _accumulate(message: Payload, payload: Payload, buffers: dict[int, str]) -> None:
-    """Apply one stream event to the message, as the SDKs' stream accumulators do."""
-    kind = payload["type"]
-    if kind == "content_block_start":
-        message["content"].append(dict(payload["content_block"]))
-    elif kind == "content_block_delta":
-        block, delta = message["content"][payload["index"]], payload["delta"]
-        if delta["type"] == "text_delta":
-            block["text"] += delta["text"]
-        elif delta["type"] == "thinking_delta":
-            block["thinking"] += delta["thinking"]
-        elif delta["type"] == "signature_delta":
-            block["signature"] = delta["signature"]
-        elif delta["type"] == "input_json_delta":
-            buffers[payload["index"]] = buffers.get(payload["index"], "") + delta["partial_json"]
-    elif kind == "content_block_stop" and payload["index"] in buffers:
-        message["content"][payload["index"]]["input"] = json.loads(buffers.pop(payload["index"]))
-    elif kind == "message_delta":
-        message.update(payload["delta"])
-        message["usage"].update(payload["usage"])
-
-
-def to_message(events: Sequence[Event], *, message_id: str, model: str, want_thinking: bool) -> Payload:
-    """Fold a finished turn's events into one ``message`` object; a ``Failed`` raises its error."""
-    blocks = BlockMachine(message_id=message_id, model=model, want_thinking=want_thinking)
-    started = next((e for e in events if isinstance(e, Started)), Started(model=model))
-    message: Payload = blocks.start(started)["message"]
-    buffers: dict[int, str] = {}
-    for event in events:
-        if isinstance(event, Failed):
-            raise GatewayError.carrying(event)
-        for payload in blocks.feed(event):
-            _accumulate(message, payload, buffers)
-    if not blocks.done:
-        for payload in blocks.feed(Finished()):
-            _accumulate(message, payload, buffers)
-    return message

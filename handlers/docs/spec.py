@@ -1,7 +1,12 @@
-"""Build the OpenAPI 3.1 document from the ``ApiDoc`` each route carries and msgspec's JSON Schemas."""
+"""Build the OpenAPI 3.1 document from the ``ApiDoc`` each route carries and msgspec's JSON Schemas.
+
+A route's request body type is the one its signature declares (its ``payload`` parameter, filled by
+``handlers.body.json_body``), unless its ``ApiDoc`` names one.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -40,9 +45,17 @@ def documented_routes(app: Litestar) -> list[tuple[str, str, ApiDoc]]:
         for handler in route.route_handlers:
             doc = handler.opt.get("api") if isinstance(handler, HTTPRouteHandler) else None
             if isinstance(doc, ApiDoc):
+                doc = _with_body_type(handler, doc)
                 path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
                 found.extend((path, method.lower(), doc) for method in sorted(handler.http_methods))
     return sorted(found, key=lambda item: (item[0], item[1]))
+
+
+def _with_body_type(handler: HTTPRouteHandler, doc: ApiDoc) -> ApiDoc:
+    payload = handler.parsed_fn_signature.parameters.get("payload")
+    if doc.request is not None or payload is None:
+        return doc
+    return dataclasses.replace(doc, request=payload.annotation)
 
 
 def _error_responses(doc: ApiDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:

@@ -7,11 +7,12 @@ from typing import Any
 
 from litestar import Request, Router, get
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from common.errors import BadRequestError
 from common.protocol import ModelInfo
 from handlers.apidoc import api
-from handlers.context import context_of
+from handlers.context import GatewayContext, require_api_key
 from handlers.dialect import any_dialect_exception_handlers
 from handlers.models.schema import ModelPage
 
@@ -46,17 +47,21 @@ def model_list(models: list[ModelInfo], limit: int | None) -> dict[str, Any]:
     }
 
 
-@get("/v1/models", opt=api("List the models", "Models", response=ModelPage, errors="either"))
-async def list_models(request: Request[object, object, State]) -> dict[str, Any]:
-    ctx = context_of(request)
-    ctx.authenticate(request)
+@get(
+    "/v1/models",
+    guards=[require_api_key],
+    opt=api("List the models", "Models", response=ModelPage, errors="either"),
+)
+async def list_models(
+    request: Request[object, object, State], gateway: NamedDependency[GatewayContext]
+) -> dict[str, Any]:
     raw_limit = request.query_params.get("limit")
     limit: int | None = None
     if raw_limit is not None:
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
             raise BadRequestError("limit must be a whole number from 1 to 1000", param="limit")
         limit = int(raw_limit)
-    return model_list(await ctx.client.models(), limit)
+    return model_list(await gateway.client.models(), limit)
 
 
 router = Router(path="/", route_handlers=[list_models], exception_handlers=any_dialect_exception_handlers)

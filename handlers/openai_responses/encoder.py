@@ -7,7 +7,6 @@ terminal event (``completed``, ``incomplete`` or ``failed``) ends the stream and
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -15,7 +14,7 @@ import msgspec
 
 from common.errors import GatewayError
 from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall
-from handlers.errors import responses_error_code
+from handlers.errors import responses_error
 from handlers.openai_responses.schema import (
     CustomToolCallItem,
     FunctionCallItem,
@@ -52,6 +51,7 @@ from handlers.openai_responses.schema import (
     SummaryText,
 )
 from handlers.streaming import fragments, sse_comment, sse_event
+from handlers.tool_ids import call_id as tool_call_id
 
 __all__ = ("ResponsesEncoder", "encode_event", "to_response")
 
@@ -87,15 +87,6 @@ def _usage(finished: Finished) -> ResponseUsage:
     )
 
 
-def _error(failed: Failed) -> ResponseError:
-    code = responses_error_code(failed)
-    message, retry = failed.message, failed.retry_after_s
-    if code == "rate_limit_exceeded" and retry is not None and "try again in" not in message.lower():
-        # Codex reads the back-off from this phrase (docs/dialects.md §3.5).
-        message = f"{message.rstrip('.')}. Please try again in {max(1, math.ceil(retry))}s."
-    return ResponseError(code=code, message=message)
-
-
 class ResponsesEncoder:
     """Events in, SSE bytes out. ``start`` is the commit point; ``final`` is the terminal's response."""
 
@@ -115,23 +106,17 @@ class ResponsesEncoder:
         self._seq += 1
         return seq
 
-    def _frames(self, events: list[ResponseStreamEvent]) -> bytes:
-        return b"".join(encode_event(e) for e in events)
-
     def start(self, started: Started) -> bytes:
-        response = self._skeleton
-        return self._frames(
-            [
-                ResponseCreatedEvent(sequence_number=self._next(), response=response),
-                ResponseInProgressEvent(sequence_number=self._next(), response=response),
-            ]
+        created = ResponseCreatedEvent(sequence_number=self._next(), response=self._skeleton)
+        return encode_event(created) + encode_event(
+            ResponseInProgressEvent(sequence_number=self._next(), response=self._skeleton)
         )
 
     def heartbeat(self) -> bytes:
         return sse_comment()
 
     def feed(self, event: Event) -> bytes:
-        return self._frames(self.events(event))
+        return b"".join(encode_event(e) for e in self.events(event))
 
     def events(self, event: Event) -> list[ResponseStreamEvent]:
         """The stream events for one sidecar event; nothing at all once a terminal went out."""
@@ -169,16 +154,17 @@ class ResponsesEncoder:
         index = len(self._done)
         item = _OpenText(kind, f"{'msg' if kind == 'message' else 'rs'}_{self._suffix}_{index}", index, [text])
         self._open = item
+        seq, part_seq = self._next(), self._next()
         added: list[ResponseStreamEvent]
         if kind == "message":
             added = [
                 ResponseOutputItemAddedEvent(
-                    sequence_number=self._next(),
+                    sequence_number=seq,
                     output_index=index,
                     item=OutputMessage(id=item.id, status="in_progress", content=[]),
                 ),
                 ResponseContentPartAddedEvent(
-                    sequence_number=self._next(),
+                    sequence_number=part_seq,
                     item_id=item.id,
                     output_index=index,
                     content_index=0,
@@ -188,12 +174,12 @@ class ResponsesEncoder:
         else:
             added = [
                 ResponseOutputItemAddedEvent(
-                    sequence_number=self._next(),
+                    sequence_number=seq,
                     output_index=index,
                     item=ReasoningItem(id=item.id, summary=[], status="in_progress"),
                 ),
                 ResponseReasoningSummaryPartAddedEvent(
-                    sequence_number=self._next(),
+                    sequence_number=part_seq,
                     item_id=item.id,
                     output_index=index,
                     summary_index=0,
@@ -217,17 +203,17 @@ class ResponsesEncoder:
         item, self._open = self._open, None
         if item is None:
             return []
-        text = item.text()
+        text, seq, part_seq = item.text(), self._next(), self._next()
         out: list[ResponseStreamEvent]
         done: OutputItem
         if item.kind == "message":
             done = OutputMessage(id=item.id, status="completed", content=[OutputText(text=text)])
             out = [
                 ResponseTextDoneEvent(
-                    sequence_number=self._next(), item_id=item.id, output_index=item.index, content_index=0, text=text
+                    sequence_number=seq, item_id=item.id, output_index=item.index, content_index=0, text=text
                 ),
                 ResponseContentPartDoneEvent(
-                    sequence_number=self._next(),
+                    sequence_number=part_seq,
                     item_id=item.id,
                     output_index=item.index,
                     content_index=0,
@@ -238,10 +224,10 @@ class ResponsesEncoder:
             done = ReasoningItem(id=item.id, summary=[SummaryText(text=text)], status="completed")
             out = [
                 ResponseReasoningSummaryTextDoneEvent(
-                    sequence_number=self._next(), item_id=item.id, output_index=item.index, summary_index=0, text=text
+                    sequence_number=seq, item_id=item.id, output_index=item.index, summary_index=0, text=text
                 ),
                 ResponseReasoningSummaryPartDoneEvent(
-                    sequence_number=self._next(),
+                    sequence_number=part_seq,
                     item_id=item.id,
                     output_index=item.index,
                     summary_index=0,
@@ -255,53 +241,40 @@ class ResponsesEncoder:
     # --- tool calls ---------------------------------------------------------------------------------------
 
     def _tool_call(self, call: ToolCall) -> list[ResponseStreamEvent]:
-        index = len(self._done)
-        events = self._custom_call(call) if call.kind == "custom" else self._function_call(call)
-        done = ResponseOutputItemDoneEvent(sequence_number=self._next(), output_index=index, item=self._done[-1])
-        return [*events, done]
-
-    def _function_call(self, call: ToolCall) -> list[ResponseStreamEvent]:
-        index, item_id, call_id, args = len(self._done), "fc_" + call.id, "call_" + call.id, call.arguments or "{}"
-        added = FunctionCallItem(id=item_id, call_id=call_id, name=call.name, arguments="", status="in_progress")
+        """A whole call at once: the item added, its input in fragments, the input done, the item done."""
+        index, call_id, custom = len(self._done), tool_call_id(call.id), call.kind == "custom"
+        item_id = ("ctc_" if custom else "fc_") + call.id
+        text = call.arguments if custom else call.arguments or "{}"
+        item: OutputItem
+        if custom:
+            item = CustomToolCallItem(id=item_id, call_id=call_id, name=call.name, input=text, status="completed")
+            added: OutputItem = msgspec.structs.replace(item, input="", status="in_progress")
+        else:
+            item = FunctionCallItem(id=item_id, call_id=call_id, name=call.name, arguments=text, status="completed")
+            added = msgspec.structs.replace(item, arguments="", status="in_progress")
         out: list[ResponseStreamEvent] = [
             ResponseOutputItemAddedEvent(sequence_number=self._next(), output_index=index, item=added)
         ]
+        delta = ResponseCustomToolCallInputDeltaEvent if custom else ResponseFunctionCallArgumentsDeltaEvent
         out += [
-            ResponseFunctionCallArgumentsDeltaEvent(
-                sequence_number=self._next(), item_id=item_id, output_index=index, delta=piece
-            )
-            for piece in fragments(args)
-        ]
-        out.append(
-            ResponseFunctionCallArgumentsDoneEvent(
-                sequence_number=self._next(), item_id=item_id, output_index=index, arguments=args, name=call.name
-            )
-        )
-        self._done.append(
-            FunctionCallItem(id=item_id, call_id=call_id, name=call.name, arguments=args, status="completed")
-        )
-        return out
-
-    def _custom_call(self, call: ToolCall) -> list[ResponseStreamEvent]:
-        index, item_id, call_id, text = len(self._done), "ctc_" + call.id, "call_" + call.id, call.arguments
-        added = CustomToolCallItem(id=item_id, call_id=call_id, name=call.name, input="", status="in_progress")
-        out: list[ResponseStreamEvent] = [
-            ResponseOutputItemAddedEvent(sequence_number=self._next(), output_index=index, item=added)
-        ]
-        out += [
-            ResponseCustomToolCallInputDeltaEvent(
-                sequence_number=self._next(), item_id=item_id, output_index=index, delta=piece
-            )
+            delta(sequence_number=self._next(), item_id=item_id, output_index=index, delta=piece)
             for piece in fragments(text)
         ]
-        out.append(
-            ResponseCustomToolCallInputDoneEvent(
-                sequence_number=self._next(), item_id=item_id, output_index=index, input=text
+        seq = self._next()
+        if custom:
+            out.append(
+                ResponseCustomToolCallInputDoneEvent(
+                    sequence_number=seq, item_id=item_id, output_index=index, input=text
+                )
             )
-        )
-        self._done.append(
-            CustomToolCallItem(id=item_id, call_id=call_id, name=call.name, input=text, status="completed")
-        )
+        else:
+            out.append(
+                ResponseFunctionCallArgumentsDoneEvent(
+                    sequence_number=seq, item_id=item_id, output_index=index, arguments=text, name=call.name
+                )
+            )
+        self._done.append(item)
+        out.append(ResponseOutputItemDoneEvent(sequence_number=self._next(), output_index=index, item=item))
         return out
 
     # --- terminals ----------------------------------------------------------------------------------------
@@ -328,7 +301,9 @@ class ResponsesEncoder:
             text = OutputText(text=self._open.text())
             output.append(OutputMessage(id=self._open.id, status="incomplete", content=[text]))
         self._open = None
-        self.final = msgspec.structs.replace(self._skeleton, status="failed", error=_error(failed), output=output)
+        self.final = msgspec.structs.replace(
+            self._skeleton, status="failed", error=ResponseError(*responses_error(failed)), output=output
+        )
         return ResponseFailedEvent(sequence_number=self._next(), response=self.final)
 
 

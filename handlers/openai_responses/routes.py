@@ -13,24 +13,20 @@ import uuid
 import msgspec
 from litestar import Request, Response, Router, WebSocket, get, post, websocket
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.response import Stream
 
 from common.log import REQUEST_ID
 from handlers.affinity import affinity_of
 from handlers.apidoc import OpenAIError, api
-from handlers.body import read_json
-from handlers.context import context_of, key_fingerprint
+from handlers.body import json_body
+from handlers.context import GatewayContext, caller_key, key_fingerprint, require_api_key
 from handlers.errors import openai_exception_handlers
 from handlers.observability import HTTP_METRICS
+from handlers.openai_responses.encoder import ResponsesEncoder, to_response
 from handlers.openai_responses.schema import Response as ResponseObject
 from handlers.openai_responses.schema import ResponsesRequest
-from handlers.openai_responses.translate import (
-    ResponsesEncoder,
-    response_skeleton,
-    to_conversation,
-    to_response,
-    unserved_tool_types,
-)
+from handlers.openai_responses.translate import response_skeleton, to_conversation, unserved_tool_types
 from handlers.streaming import collect_turn, instance_of, open_turn, sse_response
 
 __all__ = ("router",)
@@ -64,30 +60,28 @@ def _note_unserved(kinds: list[str]) -> None:
 @post(
     PATHS,
     status_code=200,
-    opt=api(
-        "Create a response (what the Codex CLI speaks)",
-        "OpenAI",
-        request=ResponsesRequest,
-        response=ResponseObject,
-        streams=True,
-    ),
+    guards=[require_api_key],
+    dependencies={"payload": json_body(ResponsesRequest)},
+    opt=api("Create a response (what the Codex CLI speaks)", "OpenAI", response=ResponseObject, streams=True),
 )
-async def create_response(request: Request[object, object, State]) -> Response[bytes] | Stream:
-    ctx = context_of(request)
-    key = ctx.authenticate(request)
-    req = await read_json(request, ResponsesRequest, ctx.settings.gateway_max_body_bytes)
+async def create_response(
+    request: Request[object, object, State],
+    payload: NamedDependency[ResponsesRequest],
+    gateway: NamedDependency[GatewayContext],
+) -> Response[bytes] | Stream:
+    key = caller_key(request)
     response_id = "resp_" + uuid.uuid4().hex
     conversation = to_conversation(
-        req,
+        payload,
         key_fingerprint=key_fingerprint(key),
         affinity=affinity_of(request.headers),
         response_id=response_id,
     )
-    conversation = ctx.for_key(conversation, key)
-    _note_unserved(unserved_tool_types(req))
-    skeleton = response_skeleton(req, response_id=response_id, created_at=int(time.time()))
-    if not req.stream:
-        events = await collect_turn(ctx.client, conversation, REQUEST_ID.get(), receive=request.receive)
+    conversation = gateway.for_key(conversation, key)
+    _note_unserved(unserved_tool_types(payload))
+    skeleton = response_skeleton(payload, response_id=response_id, created_at=int(time.time()))
+    if not payload.stream:
+        events = await collect_turn(gateway.client, conversation, REQUEST_ID.get(), receive=request.receive)
         body = to_response(events, skeleton=skeleton, want_reasoning=conversation.want_reasoning)
         return Response(
             content=msgspec.json.encode(body),
@@ -95,14 +89,14 @@ async def create_response(request: Request[object, object, State]) -> Response[b
             headers={"x-lingma-instance": instance_of(events)},
         )
     turn = await open_turn(
-        ctx.client,
+        gateway.client,
         conversation,
         REQUEST_ID.get(),
-        commit_after=ctx.settings.gateway_heartbeat_sec,
+        commit_after=gateway.settings.gateway_heartbeat_sec,
         receive=request.receive,
     )
     encoder = ResponsesEncoder(skeleton, want_reasoning=conversation.want_reasoning)
-    return sse_response(turn, encoder, ctx)
+    return sse_response(turn, encoder, gateway)
 
 
 @get(

@@ -1,9 +1,6 @@
-"""Pure translation between the Responses API and the internal conversation and events.
+"""A Responses request, translated into the internal conversation, and the response skeleton it sets.
 
-References: docs/dialects.md §3 (the request §3.1, the response object §3.2, the stream §3.3-§3.5).
-
-The request side lives here; the stream encoder and the non-stream fold live in ``encoder`` and are
-re-exported, so the non-stream answer is built by the very code that builds the stream.
+References: docs/dialects.md §3.1 (the request) and §3.2 (the response object echoes the request's settings).
 """
 
 from __future__ import annotations
@@ -15,7 +12,6 @@ import msgspec
 
 from common.conversation import Conversation, ImagePart, Message, Part, TextPart, ToolCallRecord, ToolChoice, ToolSpec
 from common.errors import BadRequestError
-from handlers.openai_responses.encoder import ResponsesEncoder, to_response
 from handlers.openai_responses.schema import (
     ContentPart,
     CustomTool,
@@ -34,18 +30,12 @@ from handlers.openai_responses.schema import (
     ToolHead,
 )
 from handlers.policy import check_conversation, check_sampling, no_usable_content, resolve_tool_choice
+from handlers.tool_ids import internal_id
 
-__all__ = (
-    "ResponsesEncoder",
-    "response_skeleton",
-    "to_conversation",
-    "to_response",
-    "unserved_tool_types",
-)
+__all__ = ("response_skeleton", "to_conversation", "unserved_tool_types")
 
 T = TypeVar("T")
 
-CALL_PREFIX = "call_"
 GRAMMAR_SUMMARY_LIMIT = 600
 """Characters of a custom tool's grammar quoted in its description; the contract trims long descriptions."""
 SERVED_TOOL_TYPES = frozenset({"function", "custom"})
@@ -113,7 +103,7 @@ class _History:
             self.messages.append(Message(role="assistant", tool_calls=[record]))
 
     def result(self, call_id: str, output: str | list[ContentPart]) -> None:
-        ident = call_id.removeprefix(CALL_PREFIX)
+        ident = internal_id(call_id)
         self.messages.append(
             Message(role="tool", content=_output_parts(output), tool_call_id=ident, name=self._names.get(ident))
         )
@@ -126,14 +116,10 @@ def _add_item(history: _History, raw: msgspec.Raw, index: int, skipped: list[str
         history.message(_decode(raw, InputMessage, where))
     elif kind == "function_call":
         fc = _decode(raw, FunctionCallInput, where)
-        history.call(
-            ToolCallRecord(id=fc.call_id.removeprefix(CALL_PREFIX), name=fc.name, arguments=fc.arguments or "{}")
-        )
+        history.call(ToolCallRecord(id=internal_id(fc.call_id), name=fc.name, arguments=fc.arguments or "{}"))
     elif kind == "custom_tool_call":
         ctc = _decode(raw, CustomToolCallInput, where)
-        history.call(
-            ToolCallRecord(id=ctc.call_id.removeprefix(CALL_PREFIX), name=ctc.name, arguments=ctc.input, kind="custom")
-        )
+        history.call(ToolCallRecord(id=internal_id(ctc.call_id), name=ctc.name, arguments=ctc.input, kind="custom"))
     elif kind == "function_call_output":
         fco = _decode(raw, FunctionCallOutputInput, where)
         history.result(fco.call_id, fco.output)

@@ -321,3 +321,57 @@ def test_markdown_links_into_docs_resolve() -> None:
             elif anchor and anchor not in heading_anchors(path.read_text(encoding="utf-8")):
                 problems.append(f"{rel}: {target} has no heading #{anchor}")
     assert not problems, "\n".join(problems)
+
+
+# --- one dialect template: every dialect folder holds the same four modules ------------------------------------
+
+DIALECT_MODULES = frozenset({"__init__.py", "routes.py", "schema.py", "translate.py", "encoder.py"})
+"""routes (HTTP), schema (request, answer and event types), translate (request to conversation), encoder (the
+stream and the non-stream fold); docs/dialects.md §7 says how to add one."""
+
+
+def dialect_problems(packages: dict[str, dict[str, str]]) -> list[str]:
+    """What breaks the template in ``packages`` (name to its modules' file names and texts).
+
+    A dialect is a package that runs turns (its routes use ``handlers.streaming``) or that has a translator
+    or an encoder; it must hold exactly the template's modules.
+    """
+    problems = []
+    for name, modules in sorted(packages.items()):
+        runs_turns = "handlers.streaming" in modules.get("routes.py", "")
+        if not (runs_turns or {"translate.py", "encoder.py"} & modules.keys()):
+            continue
+        missing, extra = sorted(DIALECT_MODULES - modules.keys()), sorted(modules.keys() - DIALECT_MODULES)
+        if missing:
+            problems.append(f"handlers/{name} lacks {', '.join(missing)}")
+        if extra:
+            problems.append(f"handlers/{name} has modules outside the template: {', '.join(extra)}")
+    return problems
+
+
+def _handler_packages() -> dict[str, dict[str, str]]:
+    return {
+        entry.name: {module.name: module.read_text(encoding="utf-8") for module in entry.glob("*.py")}
+        for entry in (ROOT / "handlers").iterdir()
+        if (entry / "__init__.py").exists()
+    }
+
+
+def test_the_dialect_template_check_catches_a_drifted_folder() -> None:
+    template = dict.fromkeys(DIALECT_MODULES, "") | {"routes.py": "from handlers.streaming import open_turn"}
+    assert dialect_problems({"good": template, "models": {"__init__.py": "", "routes.py": "", "schema.py": ""}}) == []
+    no_encoder = {k: v for k, v in template.items() if k != "encoder.py"}
+    with_blocks = template | {"blocks.py": ""}
+    quiet_routes = {k: "" for k in template if k != "schema.py"}  # no streaming import, but a translator
+    assert dialect_problems({"a": no_encoder, "b": with_blocks, "c": quiet_routes}) == [
+        "handlers/a lacks encoder.py",
+        "handlers/b has modules outside the template: blocks.py",
+        "handlers/c lacks schema.py",
+    ]
+
+
+def test_every_dialect_folder_follows_the_template() -> None:
+    packages = _handler_packages()
+    with_encoder = {name for name, modules in packages.items() if "encoder.py" in modules}
+    assert {"openai_chat", "openai_responses", "anthropic_messages"} <= with_encoder
+    assert dialect_problems(packages) == []

@@ -10,8 +10,8 @@ import pytest
 
 from common.errors import GatewayError
 from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, Usage
-from handlers.anthropic_messages.blocks import THINKING_SIGNATURE
-from handlers.anthropic_messages.translate import AnthropicEncoder, to_message
+from handlers.anthropic_messages.encoder import AnthropicEncoder, to_message
+from handlers.anthropic_messages.schema import THINKING_SIGNATURE
 from handlers.streaming import fragments
 from tests.support.anthropic_sse import check_stream, comparable, parse_sse, sdk_final_message
 

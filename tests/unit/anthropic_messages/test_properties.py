@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from common.errors import GatewayError
 from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, Usage
-from handlers.anthropic_messages.translate import AnthropicEncoder, to_message
+from handlers.anthropic_messages.encoder import AnthropicEncoder, to_message
 from tests.support.anthropic_sse import check_stream, comparable, parse_sse, sdk_final_message
 
 HEARTBEAT = object()

@@ -20,7 +20,7 @@ from handlers.errors import (
     failure_of,
     openai_error_body,
     openai_status,
-    responses_error_code,
+    responses_error,
 )
 
 
@@ -67,7 +67,7 @@ def test_a_code_from_a_newer_sidecar_renders_as_internal() -> None:
     assert GatewayError.carrying(frame).failed.code == "brand_new"  # kept as it came
     assert openai_status(frame) == 500
     assert anthropic_status(frame) == 500
-    assert responses_error_code(frame) == "server_error"
+    assert responses_error(frame) == ("server_error", "something new")
     assert anthropic_error_body(frame, "req_1") == {
         "type": "error",
         "error": {"type": "api_error", "message": "something new"},

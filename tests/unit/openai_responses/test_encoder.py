@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from common.errors import GatewayError
 from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, Usage
+from handlers.openai_responses.encoder import ResponsesEncoder, to_response
 from handlers.openai_responses.schema import ResponsesRequest, ResponseStreamEvent
-from handlers.openai_responses.translate import ResponsesEncoder, response_skeleton, to_response
+from handlers.openai_responses.translate import response_skeleton
 from handlers.streaming import ARGUMENT_FRAGMENT
 from tests.support.responses_sse import check_stream, parse_sse
 

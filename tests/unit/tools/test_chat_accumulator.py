@@ -16,7 +16,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from common.conversation import ToolSpec
 from common.protocol import Event, Finished, Started, TextDelta, ToolCall
-from handlers.openai_chat.translate import ChatChunkEncoder
+from handlers.openai_chat.encoder import ChatChunkEncoder
 from sidecar.tools.calls import offered_tools
 from sidecar.tools.stream import CallOut, ToolCallFilter
 

@@ -1,31 +1,28 @@
-"""The stream's block state machine, shared by the SSE encoder and the non-stream fold.
+"""The Messages stream as a block state machine over sidecar events, and the non-stream answer as a fold over it.
 
-It turns internal events into Anthropic stream payloads (docs/dialects.md §4.3): block indices dense and in start order,
-one block open at a time, text never opened for whitespace alone before a tool call, tool input delivered only
-through ``input_json_delta`` fragments, thinking blocks closed by a signature, and exactly one terminal:
-``message_delta`` + ``message_stop``, or ``error``.
+The machine turns internal events into Anthropic stream payloads (docs/dialects.md §4.3): block indices dense
+and in start order, one block open at a time, text never opened for whitespace alone before a tool call,
+tool input delivered only through ``input_json_delta`` fragments, thinking blocks closed by a signature, and
+exactly one terminal: ``message_delta`` + ``message_stop``, or ``error``. The encoder writes those payloads
+as SSE; the fold applies them to one ``message`` as the SDKs' accumulators do (§4.2, §4.4: Anthropic
+``input_tokens`` excludes cached ones), so the stream and the non-stream answer cannot disagree.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from common.errors import GatewayError
 from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall
+from handlers.anthropic_messages.schema import THINKING_SIGNATURE, TOOL_ID_PREFIX, canonical_json
 from handlers.errors import anthropic_error_body
-from handlers.streaming import fragments
+from handlers.streaming import fragments, sse_event
 
-__all__ = ("THINKING_SIGNATURE", "TOOL_ID_PREFIX", "BlockMachine", "Payload")
-
-TOOL_ID_PREFIX = "toolu_"
-THINKING_SIGNATURE = "lingma-gateway"
-"""Thinking blocks need a signature; Claude Code echoes it back and ``to_conversation`` drops it again."""
+__all__ = ("AnthropicEncoder", "BlockMachine", "Payload", "to_message")
 
 Payload = dict[str, Any]
-
-
-def _canonical(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _tool_input(call: ToolCall) -> str:
@@ -38,7 +35,7 @@ def _tool_input(call: ToolCall) -> str:
                 return call.arguments
         except ValueError:
             pass
-    return _canonical({"input": call.arguments})
+    return canonical_json({"input": call.arguments})
 
 
 def _delta(index: int, delta: Payload) -> Payload:
@@ -165,3 +162,62 @@ class BlockMachine:
         )
         out.append({"type": "message_stop"})
         return out
+
+
+class AnthropicEncoder:
+    """Events in, SSE bytes out (a ``StreamEncoder``, handlers/streaming.py); every event is named by its type."""
+
+    def __init__(self, *, message_id: str, model: str, want_thinking: bool) -> None:
+        self._blocks = BlockMachine(message_id=message_id, model=model, want_thinking=want_thinking)
+
+    def start(self, started: Started) -> bytes:
+        return _encode([self._blocks.start(started)])
+
+    def feed(self, event: Event) -> bytes:
+        return _encode(self._blocks.feed(event))
+
+    def heartbeat(self) -> bytes:
+        return b"" if self._blocks.done else sse_event("ping", {"type": "ping"})
+
+
+def _encode(payloads: list[Payload]) -> bytes:
+    return b"".join(sse_event(p["type"], p) for p in payloads)
+
+
+def _accumulate(message: Payload, payload: Payload, buffers: dict[int, str]) -> None:
+    """Apply one stream event to the message, as the SDKs' stream accumulators do."""
+    kind = payload["type"]
+    if kind == "content_block_start":
+        message["content"].append(dict(payload["content_block"]))
+    elif kind == "content_block_delta":
+        block, delta = message["content"][payload["index"]], payload["delta"]
+        if delta["type"] == "text_delta":
+            block["text"] += delta["text"]
+        elif delta["type"] == "thinking_delta":
+            block["thinking"] += delta["thinking"]
+        elif delta["type"] == "signature_delta":
+            block["signature"] = delta["signature"]
+        elif delta["type"] == "input_json_delta":
+            buffers[payload["index"]] = buffers.get(payload["index"], "") + delta["partial_json"]
+    elif kind == "content_block_stop" and payload["index"] in buffers:
+        message["content"][payload["index"]]["input"] = json.loads(buffers.pop(payload["index"]))
+    elif kind == "message_delta":
+        message.update(payload["delta"])
+        message["usage"].update(payload["usage"])
+
+
+def to_message(events: Sequence[Event], *, message_id: str, model: str, want_thinking: bool) -> Payload:
+    """Fold a finished turn's events into one ``message`` object; a ``Failed`` raises its error."""
+    blocks = BlockMachine(message_id=message_id, model=model, want_thinking=want_thinking)
+    started = next((e for e in events if isinstance(e, Started)), Started(model=model))
+    message: Payload = blocks.start(started)["message"]
+    buffers: dict[int, str] = {}
+    for event in events:
+        if isinstance(event, Failed):
+            raise GatewayError.carrying(event)
+        for payload in blocks.feed(event):
+            _accumulate(message, payload, buffers)
+    if not blocks.done:
+        for payload in blocks.feed(Finished()):
+            _accumulate(message, payload, buffers)
+    return message
