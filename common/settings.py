@@ -23,6 +23,7 @@ import msgspec
 __all__ = (
     "SETTINGS_HELP",
     "Account",
+    "AskMode",
     "Settings",
     "SettingsError",
     "default_data_dir",
@@ -30,6 +31,9 @@ __all__ = (
     "key_name",
     "load_settings",
 )
+
+AskMode = Literal["chat", "agent"]
+"""How Lingma is asked: plain chat, or its agent (``DEFAULT_ASK_MODE``, the ``lingma-agent`` model)."""
 
 MAX_SOCKET_PATH = 100
 T = TypeVar("T")
@@ -68,7 +72,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     lingma_session_bundle: str = ""
     instance_count: int = 1
     default_model: str = ""
-    default_ask_mode: Literal["chat", "agent"] = "chat"
+    default_ask_mode: AskMode = "chat"
     model_aliases: tuple[tuple[str, str], ...] = ()
     auto_login_enabled: bool = True
     auto_login_headless: bool = True
@@ -306,7 +310,7 @@ def _aliases(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(data.items()))
 
 
-def _ask_mode(raw: str) -> Literal["chat", "agent"]:
+def _ask_mode(raw: str) -> AskMode:
     if raw == "chat":
         return "chat"
     if raw == "agent":

@@ -2,7 +2,8 @@
 
 A turn (docs/architecture.md §2.2): expand ``previous_response_id``; render the prompt; claim a reusable session;
 pick an instance; resolve the model; take an instance slot; then ``sidecar.turn`` asks Lingma and turns its pushes
-into events. A claim goes back to the cache unless Lingma accepted a turn in its session.
+into events. The claim is a context manager around all of it: it goes back to the cache on the way out unless
+the turn spent it (Lingma accepted a turn in its session, or said the session is gone).
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Literal
 
 import msgspec
 
-from common.conversation import Conversation, ToolChoice, ToolSpec
+from common.conversation import Conversation, Message, ToolChoice, ToolSpec
 from common.errors import (
     PreviousResponseNotFoundError,
 )
@@ -28,7 +28,7 @@ from common.protocol import (
     ModelInfo,
     Started,
 )
-from common.settings import Settings
+from common.settings import AskMode, Settings
 from common.stats import PoolStats
 from sidecar.lingma.instance import LingmaInstance
 from sidecar.lingma.models import resolve_model
@@ -36,11 +36,11 @@ from sidecar.login.admin import LoginAdmin
 from sidecar.offload import Offload
 from sidecar.pool import Pool
 from sidecar.prompt import RenderedPrompt, render
-from sidecar.session_cache import SessionCache, SessionState
+from sidecar.session_cache import SessionCache
 from sidecar.session_key import conversation_key
 from sidecar.stats import StatsBook
 from sidecar.tokens import count_tokens, tokenizer_name
-from sidecar.turn import RunningTurn, TurnRunner
+from sidecar.turn import TurnPlan, TurnRunner, cached_tokens, reused_session
 
 __all__ = ("LingmaBackend",)
 
@@ -93,20 +93,23 @@ class LingmaBackend:
         choice.require_offered(tools, "which this gateway does not offer (TOOL_ALLOWLIST)")
         return tools, choice if tools else ToolChoice(mode="none")
 
-    async def _expand(self, conv: Conversation) -> Conversation:
-        """Prepend what a ``previous_response_id`` stands for, so the turn never runs without its history."""
+    async def _expand(self, conv: Conversation) -> tuple[Conversation, list[Message]]:
+        """Prepend what a ``previous_response_id`` stands for, so the turn never runs without its history.
+
+        Also the request's own messages without instructions: what a stored response adds to its parent's.
+        """
+        new = [m for m in conv.messages if m.role not in ("system", "developer")]
         if not conv.previous_response_id:
-            return conv
+            return conv, new
         earlier = await self.cache.response(conv.previous_response_id)
         if earlier is None:
             raise PreviousResponseNotFoundError(conv.previous_response_id)
-        new = [m for m in conv.messages if m.role not in ("system", "developer")]
         instructions = [m for m in conv.messages if m.role in ("system", "developer")]
         kept = [m for m in earlier if m.role not in ("system", "developer")]
-        return msgspec.structs.replace(conv, messages=[*instructions, *kept, *new])
+        return msgspec.structs.replace(conv, messages=[*instructions, *kept, *new]), new
 
     async def count_tokens(self, conversation: Conversation) -> int:
-        conv = await self._expand(conversation)
+        conv, _new = await self._expand(conversation)
         tools, choice = self._tools(conv)
         return await self.offload.run(conv, lambda: count_tokens(render(conv, tools=tools, choice=choice).full))
 
@@ -123,12 +126,12 @@ class LingmaBackend:
             raise self.pool.no_capacity()
         return json.dumps(await inst.query_models())
 
-    async def _resolve(self, inst: LingmaInstance, requested: str) -> tuple[str, Literal["chat", "agent"]]:
-        mode: Literal["chat", "agent"] = self.settings.default_ask_mode
+    async def _resolve(self, inst: LingmaInstance, requested: str) -> tuple[str, AskMode]:
+        mode: AskMode = self.settings.default_ask_mode
         if requested.strip().lower() in AGENT_MODELS:
             mode, requested = "agent", ""
         models = await self.pool.models_of(inst)
-        key, _exact = resolve_model(
+        key, _ = resolve_model(
             requested,
             models,
             default_key=self.settings.default_model or None,
@@ -139,51 +142,48 @@ class LingmaBackend:
     # -- a turn ---------------------------------------------------------------------------------------
 
     async def complete(self, op: Complete) -> AsyncIterator[Event]:
-        conv = await self._expand(op.conversation)
+        plan, key_of_history = await self._plan(op.conversation)
+        # Given back on the way out unless spent: a 429, a failed model lookup or a cancelled request before
+        # Lingma accepted a turn in its session costs the client nothing (docs/architecture.md §5.2).
+        async with self.cache.claim(key_of_history) as claim:
+            held = claim.state
+            inst = self.pool.choose(held.instance if held else None, plan.conv.affinity or _affinity(plan.conv))
+            if held is not None and held.instance != inst.id:
+                # The instance that held the session is gone: the entry is dropped and the turn goes fresh.
+                self.book.session_cache["instance_gone"] += 1
+                claim.spend()
+            key, mode = await self._resolve(inst, plan.conv.model)
+            async with self.pool.slot(inst):
+                reused = reused_session(claim) is not None
+                yield Started(
+                    model=key,
+                    input_tokens=plan.full_tokens,
+                    cached_input_tokens=cached_tokens(plan, reused),
+                    instance=inst.id,
+                    session="reused" if reused else "fresh",
+                )
+                self.book.requests["turns"] += 1
+                async for event in self.runner.run(plan, claim, inst, key, mode):
+                    yield event
+
+    async def _plan(self, conversation: Conversation) -> tuple[TurnPlan, str | None]:
+        """The turn's plan, and the cache key of its history when a session may be reused."""
+        conv, new = await self._expand(conversation)
         tools, choice = self._tools(conv)
         reuse = self.settings.session_reuse_enabled
-        prepared = await self.offload.run(conv, lambda: _prepare(conv, tools, choice, reuse))
-        prompt, key_of_history, full_tokens, reply_tokens = prepared
-        claim: SessionState | None = None
-        if key_of_history is not None:
-            claim = await self.cache.claim(key_of_history)
-        turn = RunningTurn(
+        prompt, key, full_tokens, reply_tokens = await self.offload.run(
+            conv, lambda: _prepare(conv, tools, choice, reuse)
+        )
+        plan = TurnPlan(
             conv=conv,
+            new_messages=new,
             prompt=prompt,
             tools=tools,
             choice=choice,
             full_tokens=full_tokens,
-            reply_tokens=reply_tokens if claim else 0,
-            claim=claim,
-            question=prompt.reply if claim else prompt.full,
-            session_id=claim.session_id if claim else None,
-            is_reply=claim is not None,
+            reply_tokens=reply_tokens,
         )
-        try:
-            inst = self.pool.choose(claim.instance if claim else None, conv.affinity or _affinity(conv))
-            if claim is not None and claim.instance != inst.id:
-                # The instance that held the session is gone: the entry is dropped and the turn goes fresh.
-                self.book.session_cache["instance_gone"] += 1
-                turn.claim = None
-                turn.go_fresh()
-            key, mode = await self._resolve(inst, conv.model)
-            async with self.pool.slot(inst):
-                yield Started(
-                    model=key,
-                    input_tokens=turn.full_tokens,
-                    cached_input_tokens=turn.cached_tokens,
-                    instance=inst.id,
-                    session="reused" if turn.claim else "fresh",
-                )
-                self.book.requests["turns"] += 1
-                async for event in self.runner.run(turn, inst, key, mode):
-                    yield event
-        except BaseException:
-            # A claim is spent only once Lingma accepted a turn in its session (docs/architecture.md §5.2): a 429,
-            # a failed model lookup or a cancelled request before that costs the client nothing.
-            if turn.claim is not None and not turn.claim_spent:
-                await self.cache.restore(turn.claim)
-            raise
+        return plan, key
 
     # -- logins and bundles ----------------------------------------------------------------------------
 

@@ -1,94 +1,96 @@
-"""The session cache: which upstream session holds which conversation state, in SQLite (WAL).
+"""The session cache: which upstream session holds which conversation state, and what each response added.
 
-Entries are single-use: a follow-up claims its entry atomically (``DELETE … RETURNING``), so of two
-concurrent requests with the same history one reuses the session and the other starts fresh. The state
-after a clean turn is stored again under the new key. A corrupt database is moved aside (never deleted) with a
-loud log line and the cache starts empty; a locked or read-only one is a clear start-up error instead.
+Entries are single-use: a follow-up claims its entry atomically and durably (``DELETE … RETURNING``, committed
+before the turn goes on), so of two concurrent requests with the same history one reuses the session and the
+other starts fresh. A claim is a context manager the turn spends: once Lingma has taken a turn in the session
+(or said it no longer holds it) the entry is used up; an unspent claim is given back on exit.
+
+Stores are written behind (docs/performance.md): kept in memory and written by one task, all that gathered
+in one transaction (group commit), so no turn waits for SQLite to store its state. Claims and response
+lookups see pending stores. ``close`` (SIGTERM) writes them all; a kill -9 loses only those of the last
+moments, which costs the next turn a fresh session (or a ``previous_response_id`` its not-found error), never
+a wrong answer.
+
+Eviction is least recently used. An entry is used once, when it is claimed (and then deleted), so its last use
+before that is when it was stored or given back: ``last_used`` is that time, and eviction drops the oldest.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
+import contextlib
 import logging
-import os
-import sqlite3
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
 import msgspec
 
 from common.conversation import Message
-from sidecar.datadir import PRIVATE_FILE, StartupError, tighten
+from sidecar.session_db import SessionCacheError, open_database
+from sidecar.session_key import merge_assistant_runs
 
-__all__ = ("SessionCache", "SessionCacheError", "SessionState")
+__all__ = ("Claim", "ResponseDelta", "SessionCache", "SessionCacheError", "SessionState")
 
 log = logging.getLogger("lingma_gateway.session_cache")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    key TEXT PRIMARY KEY,
-    session_id TEXT NOT NULL,
-    instance TEXT NOT NULL,
-    messages BLOB NOT NULL,
-    created REAL NOT NULL,
-    last_used REAL NOT NULL,
-    expires REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_last_used ON sessions (last_used);
-CREATE TABLE IF NOT EXISTS responses (
-    response_id TEXT PRIMARY KEY,
-    key TEXT NOT NULL,
-    messages BLOB NOT NULL,
-    expires REAL NOT NULL
-);
-"""
-
-_SCHEMA_VERSION = 1
 _RESPONSE_SWEEP_EVERY = 100
+_MAX_CHAIN = 100_000
 _encode_messages = msgspec.msgpack.Encoder().encode
 _decode_messages = msgspec.msgpack.Decoder(list[Message]).decode
 
+_CHAIN = """
+WITH RECURSIVE chain(parent, messages, expires, depth) AS (
+    SELECT parent, messages, expires, 0 FROM responses WHERE response_id = ?
+    UNION ALL
+    SELECT r.parent, r.messages, r.expires, chain.depth + 1
+    FROM responses AS r JOIN chain ON r.response_id = chain.parent
+    WHERE chain.depth < ?
+)
+SELECT parent, messages, expires FROM chain ORDER BY depth
+"""
+"""A response and its ancestors, newest first, in one statement."""
 
-class SessionCacheError(StartupError):
-    """The session cache cannot be opened, for a reason the operator must fix (locked, read-only)."""
-
-
-class _IntegrityCheckFailed(sqlite3.DatabaseError):
-    pass
-
-
-# SQLite's primary result codes (the low byte of an extended code).
-_LOCKED = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
-_CORRUPT = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
-_UNWRITABLE = frozenset({3, 8, 14, 23})  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_AUTH
-
-
-def _failure_kind(exc: BaseException) -> str:
-    """corrupt, locked, read_only or other, from SQLite's own result code (its primary part)."""
-    if isinstance(exc, _IntegrityCheckFailed):
-        return "corrupt"
-    if isinstance(exc, OSError):
-        return "read_only" if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else "other"
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = code & 0xFF if isinstance(code, int) else None
-    if primary in _CORRUPT:
-        return "corrupt"
-    if primary in _LOCKED:
-        return "locked"
-    if primary in _UNWRITABLE:
-        return "read_only"
-    return "other"
+_SWEEP_RESPONSES = """
+WITH RECURSIVE needed(response_id) AS (
+    SELECT parent FROM responses WHERE expires > ? AND parent IS NOT NULL
+    UNION
+    SELECT r.parent FROM responses AS r JOIN needed ON r.response_id = needed.response_id
+    WHERE r.parent IS NOT NULL
+)
+DELETE FROM responses WHERE expires <= ? AND response_id NOT IN (SELECT response_id FROM needed)
+"""
+"""Expired responses that no live response continues (an ancestor stays while a descendant lives)."""
 
 
 class SessionState(msgspec.Struct, frozen=True):
+    """Which Lingma session, on which instance, holds the conversation whose key this is."""
+
     key: str
     session_id: str
     instance: str
+
+
+class ResponseDelta(msgspec.Struct, frozen=True):
+    """What one stored response added to the conversation of the response it continued (``parent``)."""
+
+    id: str
+    parent: str | None
     messages: list[Message]
-    """The whole normalised conversation this session holds, so a lost session can be rebuilt fresh."""
+
+
+class Claim:
+    """A session entry taken for one turn; given back when the turn leaves it unspent."""
+
+    def __init__(self, state: SessionState | None) -> None:
+        self.state = state
+        self.spent = False
+
+    def spend(self) -> None:
+        """The entry is used up (Lingma's session moved on, or is gone): never give it back."""
+        self.spent = True
 
 
 class SessionCache:
@@ -98,110 +100,31 @@ class SessionCache:
         self.max_entries = max_entries
         self.counters = counters
         self._db: aiosqlite.Connection | None = None
-        self._puts = 0
+        self._lock = asyncio.Lock()
+        """Held while SQLite is written or read, so pending stores are either in memory or committed."""
+        self._sessions: dict[str, tuple[SessionState, float]] = {}
+        self._responses: dict[str, tuple[ResponseDelta, float]] = {}
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._flushes = 0
 
     async def open(self, *, lock_timeout: float = 15.0) -> None:
-        """Open the cache, or raise ``SessionCacheError`` saying what the operator must fix.
-
-        Only corruption (SQLite says so, or the integrity check fails) moves the file aside, with its
-        ``-wal`` and ``-shm``; nothing is ever deleted. A database another process holds locked is waited
-        for until ``lock_timeout``; a read-only one is an error at once.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + lock_timeout
-        warned = moved = False
-        while True:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = await self._connect(busy_timeout=max(0.05, min(deadline - loop.time(), 1.0)), move=not moved)
-            except (sqlite3.Error, OSError) as exc:
-                kind = _failure_kind(exc)
-                if kind == "locked" and loop.time() < deadline:
-                    if not warned:
-                        log.warning("the session cache %s is locked by another process; waiting", self.path)
-                        warned = True
-                    await asyncio.sleep(0.1)
-                    continue
-                raise SessionCacheError(self._explain(kind, exc, lock_timeout)) from None
-            if db is None:
-                moved = True
-                continue
-            self._db = db
-            break
-        for suffix in ("", "-wal", "-shm"):
-            tighten(Path(f"{self.path}{suffix}"), PRIVATE_FILE)
-
-    def _explain(self, kind: str, exc: BaseException, lock_timeout: float) -> str:
-        if kind == "locked":
-            return (
-                f"the session cache {self.path} stayed locked by another process for {lock_timeout:g}s "
-                "(SESSION_CACHE_LOCK_TIMEOUT); stop whatever holds it (another gateway, an sqlite3 shell) "
-                "and start again"
-            )
-        if kind == "read_only":
-            return (
-                f"cannot write the session cache {self.path} ({exc}); the file or its directory is read-only: "
-                "give the gateway a writable --data-dir (GATEWAY_DATA_DIR)"
-            )
-        return f"cannot open the session cache {self.path}: {exc}"
-
-    def _move_aside(self, exc: BaseException) -> None:
-        """Keep a corrupt database and its journal files for inspection, renamed, and start empty."""
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
-        moved: list[str] = []
-        try:
-            for suffix in ("", "-wal", "-shm"):
-                source = Path(f"{self.path}{suffix}")
-                if source.exists():
-                    source.replace(Path(f"{aside}{suffix}"))
-                    moved.append(source.name)
-        except OSError as err:
-            raise SessionCacheError(
-                f"the session cache {self.path} is corrupt ({exc}) and could not be moved aside "
-                f"({err.strerror or err}); move it away by hand"
-            ) from None
-        log.error(
-            "THE SESSION CACHE DATABASE IS CORRUPT (%s); moved %s to %s* and starting with an empty cache",
-            exc,
-            ", ".join(moved) or "nothing",
-            aside,
-        )
-
-    async def _connect(self, *, busy_timeout: float, move: bool) -> aiosqlite.Connection | None:
-        """The opened cache; None when it was corrupt and ``move`` let it be moved aside (connect again then)."""
-        db = await aiosqlite.connect(self.path, timeout=busy_timeout)
-        try:
-            # Checked before anything is written, so a damaged file is moved aside exactly as it was found.
-            async with db.execute("PRAGMA integrity_check") as cur:
-                found = [str(row[0]) for row in await cur.fetchall()]
-            if found != ["ok"]:
-                raise _IntegrityCheckFailed(f"integrity check failed: {'; '.join(found[:3])}")
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.executescript(_SCHEMA)
-            # Stamping the schema version is a write: a read-only file fails here, at start, not at the first turn.
-            await db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-            await db.commit()
-        except Exception as exc:
-            corrupt = move and _failure_kind(exc) == "corrupt"
-            try:
-                if corrupt:
-                    # Before closing: the last connection to a database deletes its -wal and -shm files by name.
-                    self._move_aside(exc)
-            finally:
-                await db.close()
-            if corrupt:
-                return None
-            raise
-        except BaseException:
-            await db.close()
-            raise
-        return db
+        """Open the cache, or raise ``SessionCacheError`` saying what the operator must fix."""
+        self._db = await open_database(self.path, lock_timeout=lock_timeout)
+        self._writer = asyncio.create_task(self._write_behind(), name="session cache writer")
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        """Write every pending store, then close."""
+        if self._db is None:
+            return
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            async with self._lock:  # never cancel the writer in the middle of a transaction
+                writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        await self.flush()
+        await self._db.close()
+        self._db = None
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -209,58 +132,137 @@ class SessionCache:
             raise RuntimeError("the session cache is not open")
         return self._db
 
-    async def claim(self, key: str) -> SessionState | None:
-        """Take the entry for ``key`` if there is a live one; nobody else can take it after this."""
-        now = time.time()
-        async with self.db.execute(
-            "DELETE FROM sessions WHERE key = ? RETURNING session_id, instance, messages, expires", (key,)
-        ) as cur:
-            row = await cur.fetchone()
-        await self.db.commit()
-        if row is None or row[3] <= now:
-            self.counters["misses"] += 1
-            return None
-        self.counters["hits"] += 1
-        return SessionState(key=key, session_id=row[0], instance=row[1], messages=_decode_messages(row[2]))
+    # -- claims ---------------------------------------------------------------------------------------
 
-    async def put(self, state: SessionState, *, response_id: str | None = None, counter: str = "stored") -> None:
-        """Store a state and evict in the same transaction (each statement is a hop to SQLite's thread)."""
+    @contextlib.asynccontextmanager
+    async def claim(self, key: str | None) -> AsyncIterator[Claim]:
+        """The entry for ``key`` (none without a key) for one turn: spend it, or it goes back on exit."""
+        claim = Claim(await self._take(key) if key is not None else None)
+        try:
+            yield claim
+        finally:
+            if claim.state is not None and not claim.spent:
+                self._put(claim.state, "restored")
+
+    async def _take(self, key: str) -> SessionState | None:
+        """Take the live entry for ``key``, pending or written; nobody else can take it after this."""
         now = time.time()
-        blob = _encode_messages(state.messages)
-        await self.db.execute(
-            "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (state.key, state.session_id, state.instance, blob, now, now, now + self.ttl),
-        )
-        if response_id:
-            await self.db.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", (response_id, state.key, blob, now + self.ttl)
+        async with self._lock:
+            pending = self._sessions.pop(key, None)
+            # Durable at once, even when the entry was still pending: an older row under the key goes too.
+            async with self.db.execute(
+                "DELETE FROM sessions WHERE key = ? RETURNING session_id, instance, expires", (key,)
+            ) as cur:
+                row = await cur.fetchone()
+            await self.db.commit()
+        state: SessionState | None = None
+        if pending is not None and pending[1] + self.ttl > now:
+            state = pending[0]
+        elif row is not None and row[2] > now:
+            state = SessionState(key=key, session_id=row[0], instance=row[1])
+        self.counters["hits" if state is not None else "misses"] += 1
+        return state
+
+    # -- stores ---------------------------------------------------------------------------------------
+
+    def store(self, state: SessionState | None, response: ResponseDelta | None = None) -> None:
+        """Keep a turn's session state and its response for the writer; returns at once."""
+        if state is not None:
+            self._put(state, "stored")
+        if response is not None:
+            self._check_open()
+            self._responses[response.id] = (response, time.time())
+            self._wake.set()
+
+    def _put(self, state: SessionState, counter: str) -> None:
+        self._check_open()
+        self._sessions[state.key] = (state, time.time())
+        self.counters[counter] += 1
+        self._wake.set()
+
+    def _check_open(self) -> None:
+        if self._writer is None:
+            raise RuntimeError("the session cache is not open")
+
+    async def flush(self) -> None:
+        """Write every pending store in one transaction (what gathered while the last one ran)."""
+        async with self._lock:
+            sessions, self._sessions = self._sessions, {}
+            responses, self._responses = self._responses, {}
+            if sessions or responses:
+                await self._write(sessions, responses)
+
+    async def _write_behind(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def _write(
+        self, sessions: dict[str, tuple[SessionState, float]], responses: dict[str, tuple[ResponseDelta, float]]
+    ) -> None:
+        db = self.db
+        try:
+            await db.executemany(
+                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?)",
+                [(s.key, s.session_id, s.instance, at, at + self.ttl) for s, at in sessions.values()],
             )
-        # Expired entries, and all but the max_entries most recently used ones, go in one statement.
+            await db.executemany(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
+                [(r.id, r.parent, _encode_messages(r.messages), at + self.ttl) for r, at in responses.values()],
+            )
+            evicted = await self._evict(time.time())
+            await db.commit()
+        except Exception:
+            log.exception(
+                "could not write %d session entries and %d responses; their follow-ups will start fresh",
+                len(sessions),
+                len(responses),
+            )
+            self.counters["store_failures"] += len(sessions) + len(responses)
+            with contextlib.suppress(Exception):
+                await db.rollback()
+            return
+        self.counters["evictions"] += evicted
+
+    async def _evict(self, now: float) -> int:
+        """Drop expired entries and all but the ``max_entries`` most recently used; sweep responses now and then."""
         async with self.db.execute(
             "DELETE FROM sessions WHERE expires <= ? OR key IN "
             "(SELECT key FROM sessions ORDER BY last_used DESC LIMIT -1 OFFSET ?)",
             (now, self.max_entries),
         ) as cur:
             evicted = max(0, cur.rowcount)
-        self._puts += 1
-        if self._puts % _RESPONSE_SWEEP_EVERY == 0:
-            await self.db.execute("DELETE FROM responses WHERE expires <= ?", (now,))
-        await self.db.commit()
-        self.counters[counter] += 1
-        self.counters["evictions"] += evicted
+        self._flushes += 1
+        if self._flushes % _RESPONSE_SWEEP_EVERY == 0:
+            await self.db.execute(_SWEEP_RESPONSES, (now, now))
+        return evicted
 
-    async def restore(self, state: SessionState) -> None:
-        """Give back a claim whose turn never reached Lingma."""
-        await self.put(state, counter="restored")
+    # -- responses ------------------------------------------------------------------------------------
 
     async def response(self, response_id: str) -> list[Message] | None:
-        async with self.db.execute(
-            "SELECT messages FROM responses WHERE response_id = ? AND expires > ?", (response_id, time.time())
-        ) as cur:
-            row = await cur.fetchone()
-        return None if row is None else _decode_messages(row[0])
+        """The whole conversation up to and including a stored response, from its chain of deltas.
 
-    async def entries(self) -> int:
-        async with self.db.execute("SELECT COUNT(*) FROM sessions") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        None when the response is unknown or expired, or when a link of its chain is missing: a turn then
+        never runs on a history with a hole in it.
+        """
+        now = time.time()
+        deltas: list[list[Message]] = []
+        async with self._lock:
+            link: str | None = response_id
+            while link is not None and link in self._responses:
+                delta, at = self._responses[link]
+                if link == response_id and at + self.ttl <= now:
+                    return None
+                deltas.append(delta.messages)
+                link = delta.parent
+            if link is not None:
+                async with self.db.execute(_CHAIN, (link, _MAX_CHAIN)) as cur:
+                    rows = list(await cur.fetchall())
+                if not rows or (link == response_id and rows[0][2] <= now):
+                    return None
+                if rows[-1][0] is not None:
+                    log.warning("response %s continues %s, which is gone", response_id, rows[-1][0])
+                    return None
+                deltas += [_decode_messages(row[1]) for row in rows]
+        return merge_assistant_runs([m for delta in reversed(deltas) for m in delta])

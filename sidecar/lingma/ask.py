@@ -1,4 +1,4 @@
-"""One ``chat/ask`` turn over a connection: send, follow the pushes for its ``requestId``, stop on exit.
+"""One ``chat/ask`` over a connection: send, follow the pushes for its ``requestId``, stop on exit.
 
 Leaving early (``aclose``, cancellation, a timeout) sends ``chat/stop`` from a background task, so the
 stop reaches Lingma at once even while the consumer is being torn down.
@@ -19,10 +19,10 @@ from typing import Any
 from common.errors import GatewayError, UpstreamTimeoutError
 from sidecar.lingma.errors import classify_finish
 from sidecar.lingma.events import AskAccepted, UpstreamEvent
+from sidecar.lingma.pushes import PushTracker
 from sidecar.lingma.rpc import JsonObject, RpcConnection, RpcError
-from sidecar.lingma.turn import TurnState
 
-__all__ = ("FIRST_CHUNK_METHODS", "STOP_TIMEOUT", "run_turn")
+__all__ = ("FIRST_CHUNK_METHODS", "STOP_TIMEOUT", "run_ask")
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +31,22 @@ FIRST_CHUNK_METHODS = frozenset({"chat/answer", "chat/finish", "tool/invoke"})
 """Pushes that show Lingma is working on the turn (a title update or step callback alone does not)."""
 
 
-async def run_turn(
+async def run_ask(
     conn: RpcConnection, params: JsonObject, *, instance_id: str, timeout: float, first_chunk_timeout: float
 ) -> AsyncGenerator[UpstreamEvent, None]:
     """Yield ``AskAccepted``, the turn's events, then ``AskFinished``, within the turn's two deadlines."""
-    turn = TurnState(request_id=params["requestId"], session_id=params["sessionId"], instance_id=instance_id)
+    tracker = PushTracker(request_id=params["requestId"], session_id=params["sessionId"], instance_id=instance_id)
     now = asyncio.get_running_loop().time()
     first_wait = min(first_chunk_timeout, timeout)
     deadline, first_deadline = now + timeout, now + first_wait
-    sub = conn.subscribe(turn.request_id, turn.session_id)
+    sub = conn.subscribe(tracker.request_id, tracker.session_id)
     stop_needed = True
     chunked = False
     try:
         try:
             refused = await _send_ask(conn, params, instance_id=instance_id, timeout=first_wait)
         except UpstreamTimeoutError:
-            raise _no_first_chunk(instance_id, turn.request_id, first_wait) from None
+            raise _no_first_chunk(instance_id, tracker.request_id, first_wait) from None
         if refused is not None:
             stop_needed = False
             raise refused
@@ -56,20 +56,20 @@ async def run_turn(
                 pushes = await sub.take(deadline if chunked else min(deadline, first_deadline))
             except TimeoutError:
                 whole = chunked or first_deadline >= deadline
-                raise _timed_out(instance_id, turn.request_id, timeout if whole else None, first_wait) from None
+                raise _timed_out(instance_id, tracker.request_id, timeout if whole else None, first_wait) from None
             for push in pushes:
                 method = push["method"]
                 chunked = chunked or method in FIRST_CHUNK_METHODS
-                for event in turn.on_push(method, push["params"], alone=conn.subscriber_count == 1):
+                for event in tracker.on_push(method, push["params"], alone=conn.subscriber_count == 1):
                     yield event
-                if turn.finished:
+                if tracker.finished:
                     break
-            if turn.finished:
+            if tracker.finished:
                 break
     finally:
         conn.unsubscribe(sub)
-        if stop_needed and not turn.finished:
-            stop = {"requestId": turn.request_id, "sessionId": turn.session_id}
+        if stop_needed and not tracker.finished:
+            stop = {"requestId": tracker.request_id, "sessionId": tracker.session_id}
             conn.request_soon("chat/stop", stop, timeout=STOP_TIMEOUT)
 
 

@@ -1,8 +1,6 @@
 """One supervised Lingma process and its connection: start, log-in state, models, and turns.
 
-Supervision follows uvicorn's and pygls' shape: a watcher task notices the process exit (or the socket
-closing), fails every turn in flight with ``UpstreamUnavailableError`` and restarts the process with a
-capped exponential backoff until the instance is stopped.
+``sidecar.lingma.supervisor`` watches the process and restarts it; this module holds what it restarts.
 """
 
 from __future__ import annotations
@@ -10,21 +8,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from common.errors import GatewayError, NoCapacityError, UpstreamUnavailableError
-from sidecar.lingma.ask import run_turn
+from common.settings import AskMode
+from sidecar.lingma.ask import run_ask
 from sidecar.lingma.errors import logged_out_error
 from sidecar.lingma.events import UpstreamEvent
-from sidecar.lingma.params import AskMode, ask_params, initialize_params, tool_unavailable_result
+from sidecar.lingma.params import ask_params, initialize_params, tool_unavailable_result
 from sidecar.lingma.pidfile import end_stale_process
 from sidecar.lingma.prober import Prober
 from sidecar.lingma.process import LingmaProcess, launch
 from sidecar.lingma.rpc import JsonObject, RpcConnection
+from sidecar.lingma.supervisor import supervise
 
 __all__ = ("InstanceState", "LingmaInstance")
 
@@ -34,11 +33,6 @@ InstanceState = Literal["starting", "login_required", "ready", "restarting", "un
 
 _AUTH_KEYS = ("status", "id", "accountId", "name", "userType", "cloudType", "expireTime", "whitelist")
 """What of ``auth/status`` the gateway keeps and shows: never the tokens it also carries."""
-
-MAX_RESTART_DELAY = 30.0
-STABLE_UPTIME = 30.0
-"""A process that ran this long before dying resets the restart backoff."""
-EXIT_GRACE = 0.5
 
 
 class LingmaInstance:
@@ -77,9 +71,7 @@ class LingmaInstance:
         self._stopping = False
         self.restarts_total = 0
         self.last_error: str | None = None
-        self.in_flight = 0
         self.served_total = 0
-        self.tool_invokes_total = 0
         self.unhealthy_total = 0
         self.auth: JsonObject = {}
         """The last ``auth/status`` answer, without its tokens."""
@@ -106,6 +98,16 @@ class LingmaInstance:
         return proc.pid if proc is not None and proc.returncode is None else None
 
     @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def running(self) -> tuple[LingmaProcess, RpcConnection] | None:
+        """The process and its connection, while both are there."""
+        proc, conn = self._proc, self._conn
+        return (proc, conn) if proc is not None and conn is not None else None
+
+    @property
     def socket_port(self) -> int | None:
         return self._proc.socket_port if self._proc is not None else None
 
@@ -119,14 +121,14 @@ class LingmaInstance:
         if self._watcher is not None and not self._watcher.done():
             return
         self._stopping = False
-        self._set_state("starting")
+        self.set_state("starting")
         try:
-            await self._launch()
+            await self.spawn()
         except GatewayError as exc:
             self.last_error = exc.message
-            self._set_state("unhealthy")
+            self.set_state("unhealthy")
             raise
-        self._watcher = asyncio.create_task(self._supervise(), name=f"lingma {self.id} watcher")
+        self._watcher = asyncio.create_task(supervise(self), name=f"lingma {self.id} watcher")
         self._probing = asyncio.create_task(self.prober.run(), name=f"lingma {self.id} prober")
 
     async def stop(self) -> None:
@@ -137,8 +139,8 @@ class LingmaInstance:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        await self._shutdown(f"Lingma instance {self.id} was stopped")
-        self._set_state("stopped")
+        await self.shutdown(f"Lingma instance {self.id} was stopped")
+        self.set_state("stopped")
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait until the instance is ready; False on timeout or once it settles logged out or stopped."""
@@ -178,7 +180,7 @@ class LingmaInstance:
         mode: AskMode,
         request_id: str | None = None,
     ) -> AsyncGenerator[UpstreamEvent, None]:
-        """One turn: ``AskAccepted``, then session, text, reasoning and tool events, then ``AskFinished``.
+        """One ``chat/ask``: ``AskAccepted``, then session, text, reasoning and tool events, then ``AskFinished``.
 
         Leaving early (``aclose``, cancellation) sends ``chat/stop`` so Lingma stops generating.
         """
@@ -191,21 +193,19 @@ class LingmaInstance:
             is_reply=is_reply,
             mode=mode,
         )
-        turn = run_turn(
+        events = run_ask(
             conn, params, instance_id=self.id, timeout=self.rpc_timeout, first_chunk_timeout=self.first_chunk_timeout
         )
-        self.in_flight += 1
         try:
-            async for event in turn:
+            async for event in events:
                 yield event
             self.served_total += 1
         except NoCapacityError:
-            self._set_state("login_required")
+            self.set_state("login_required")
             self.prober.poke()
             raise
         finally:
-            self.in_flight -= 1
-            await turn.aclose()
+            await events.aclose()
 
     async def _connection_for_ask(self) -> RpcConnection:
         if self._state == "login_required" and self._conn is not None and not self._conn.closed:
@@ -222,7 +222,8 @@ class LingmaInstance:
             raise UpstreamUnavailableError(f"Lingma instance {self.id} is {self._state}")
         return self._conn
 
-    async def _launch(self) -> None:
+    async def spawn(self) -> None:
+        """Spawn and handshake; ``UpstreamUnavailableError`` when it fails (the process is ended then)."""
         try:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             await end_stale_process(self.work_dir)
@@ -261,7 +262,7 @@ class LingmaInstance:
         self.auth = {k: status[k] for k in _AUTH_KEYS if k in status}
         if not self._stopping and (launching or self._state in ("ready", "login_required")):
             # Logged in means a truthy user id (docs/lingma-protocol.md §4.1).
-            self._set_state("ready" if status.get("id") else "login_required")
+            self.set_state("ready" if status.get("id") else "login_required")
         return status
 
     def _probe_wanted(self) -> bool:
@@ -282,83 +283,20 @@ class LingmaInstance:
         log.error("%s; restarting it", reason)
         self.last_error = reason
         self.unhealthy_total += 1
-        self._set_state("unhealthy")
+        self.set_state("unhealthy")
         proc.kill()
 
     def _connection_lost(self, reason: str) -> None:
         """Leave "ready" the moment the socket goes, before the watcher task gets to run."""
         if not self._stopping and self._state in ("ready", "login_required"):
-            self._set_state("restarting")
+            self.set_state("restarting")
 
     async def _answer_tool(self, conn: RpcConnection, invoke: JsonObject) -> None:
         """Lingma's agent wants an IDE tool run; a gateway answers that it cannot (docs/lingma-protocol.md §7)."""
-        self.tool_invokes_total += 1
         result = tool_unavailable_result(invoke)
         await conn.request("tool/invokeResult", result, timeout=min(self.rpc_timeout, 30.0))
 
-    async def _supervise(self) -> None:
-        failures = 0
-        try:
-            while not self._stopping:
-                started = time.monotonic()
-                reason = await self._wait_for_exit()
-                if self._stopped():
-                    return
-                failures = 0 if time.monotonic() - started >= STABLE_UPTIME else failures + 1
-                hung = self._state == "unhealthy"
-                if not hung:
-                    log.warning("%s; restarting", reason)
-                    self.last_error = reason
-                await self._shutdown(reason)
-                if not hung:  # a hung process stays "unhealthy" until it is back
-                    self._set_state("restarting")
-                failures = await self._restart(failures)
-        except Exception as exc:
-            log.exception("the watcher of Lingma instance %s failed", self.id)
-            self.last_error = f"watcher failed: {exc!r}"
-            self._set_state("unhealthy")
-
-    async def _restart(self, failures: int) -> int:
-        """Start again after a backoff, until it works or the instance is stopped; returns the failures."""
-        while not self._stopping:
-            await asyncio.sleep(min(self.restart_delay * 2 ** max(failures - 1, 0), self._max_delay()))
-            self.restarts_total += 1
-            try:
-                await self._launch()
-                return failures
-            except UpstreamUnavailableError as exc:
-                failures += 1
-                self.last_error = exc.message
-                self._set_state("unhealthy")
-                log.warning("restarting Lingma instance %s failed: %s", self.id, exc.message)
-        return failures
-
-    def _stopped(self) -> bool:
-        """Re-read the flag after an await (a plain attribute test would be narrowed away by mypy)."""
-        return self._stopping
-
-    def _max_delay(self) -> float:
-        return max(self.restart_delay, MAX_RESTART_DELAY)
-
-    async def _wait_for_exit(self) -> str:
-        proc, conn = self._proc, self._conn
-        if proc is None or conn is None:
-            return f"Lingma instance {self.id} is not running"
-        exited = asyncio.ensure_future(proc.wait())
-        closed = asyncio.ensure_future(conn.wait_closed())
-        try:
-            await asyncio.wait({exited, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if not exited.done():
-                # A dying process usually closes its socket first; give the exit a moment to be seen.
-                await asyncio.wait({exited}, timeout=EXIT_GRACE)
-        finally:
-            exited.cancel()
-            closed.cancel()
-        if proc.returncode is not None:
-            return f"Lingma instance {self.id} exited with code {proc.returncode}"
-        return f"lost the connection to Lingma instance {self.id}"
-
-    async def _shutdown(self, reason: str) -> None:
+    async def shutdown(self, reason: str) -> None:
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
         if conn is not None:
@@ -366,7 +304,7 @@ class LingmaInstance:
         if proc is not None:
             await proc.stop()
 
-    def _set_state(self, state: InstanceState) -> None:
+    def set_state(self, state: InstanceState) -> None:
         if state != self._state:
             log.info("Lingma instance %s: %s -> %s", self.id, self._state, state)
             self._state = state

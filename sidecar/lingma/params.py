@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-__all__ = ("TOOL_UNAVAILABLE", "AskMode", "ask_params", "initialize_params", "tool_unavailable_result")
+from common.settings import AskMode
 
-AskMode = Literal["chat", "agent"]
+__all__ = ("TOOL_UNAVAILABLE", "ask_params", "initialize_params", "tool_unavailable_result")
 
 TOOL_UNAVAILABLE = "tool unavailable: the gateway has no IDE"
 

@@ -8,7 +8,6 @@ from .contract import (
     render_tool_calls,
     render_tool_result,
 )
-from .recognise import Recognition, recognise
 from .stream import CallOut, Out, TextOut, ToolCallFilter
 
 __all__ = (
@@ -18,11 +17,9 @@ __all__ = (
     "Out",
     "RecognisedCall",
     "Recogniser",
-    "Recognition",
     "TextOut",
     "ToolCallFilter",
     "offered_tools",
-    "recognise",
     "render_contract",
     "render_tool_call",
     "render_tool_calls",

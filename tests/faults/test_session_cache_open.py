@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from common.conversation import Message, TextPart
 from sidecar.session_cache import SessionCache, SessionState
 from tests.conftest import SidecarProcess, wait_for
 from tests.faults.helpers import read_only, run_sidecar
@@ -37,8 +36,7 @@ def _seed(data: Path) -> None:
     async def put() -> None:
         cache = SessionCache(data / DB, ttl=3600, max_entries=10, counters=Counter())
         await cache.open()
-        message = Message(role="user", content=[TextPart(text="keep me")])
-        await cache.put(SessionState(key="k1", session_id="s1", instance="inst-0", messages=[message]))
+        cache.store(SessionState(key="k1", session_id="s1", instance="inst-0"))
         await cache.close()
 
     asyncio.run(put())

@@ -27,7 +27,6 @@ from sidecar.session_cache import SessionState
 from sidecar.session_key import conversation_key
 from sidecar.stats import StatsBook
 from sidecar.tokens import count_tokens
-from sidecar.turn import RunningTurn
 from tests.support.fake_lingma import FakeInstance, answer
 
 BASH = ToolSpec(name="Bash", parameters='{"type": "object", "properties": {"command": {"type": "string"}}}')
@@ -71,6 +70,18 @@ def text_of(events: list[Event]) -> str:
     return "".join(e.text for e in events if isinstance(e, TextDelta))
 
 
+def history_key(conversation: Conversation) -> str:
+    """The cache key a turn on ``conversation`` claims: that of its history."""
+    return conversation_key("fp", [], render(conversation, tools=[], choice=ToolChoice()).history)
+
+
+async def take(service: LingmaBackend, conversation: Conversation) -> SessionState | None:
+    """The session a turn on ``conversation`` would continue, taken from the cache as such a turn takes it."""
+    async with service.cache.claim(history_key(conversation)) as claim:
+        claim.spend()
+        return claim.state
+
+
 async def first_turn(service: LingmaBackend, inst: FakeInstance) -> Conversation:
     """Run ``hello`` fresh in session sess-1 and return the follow-up conversation that can reuse it."""
     inst.script([answer("Hi there.", "sess-1")])
@@ -90,7 +101,8 @@ async def test_a_first_turn_is_fresh_and_stored_for_reuse(backend: tuple[LingmaB
     assert finished.usage is not None and finished.usage.cached_input_tokens == 0
     assert [(a.is_reply, a.session_id) for a in inst.asks] == [(False, None)]
     assert inst.asks[0].question.endswith("hello")
-    assert await service.cache.entries() == 1
+    stored = await take(service, conv(user("hello"), assistant("Hi there."), user("more")))
+    assert stored is not None and stored.session_id == "sess-1"
 
 
 async def test_a_follow_up_reuses_the_session_and_sends_only_the_new_turn(
@@ -106,7 +118,9 @@ async def test_a_follow_up_reuses_the_session_and_sends_only_the_new_turn(
     ask = inst.asks[-1]
     assert (ask.is_reply, ask.session_id, ask.question) == (True, "sess-1", "and now?")
     assert service.book.session_cache["hits"] == 1
-    assert await service.cache.entries() == 1  # the old entry was taken, the new state stored
+    assert await take(service, follow) is None  # the old entry was taken ...
+    after = await take(service, conv(*follow.messages, assistant("Now this."), user("next")))
+    assert after is not None and after.session_id == "sess-1"  # ... and the new state stored
 
 
 async def test_a_stale_session_is_retried_once_in_a_fresh_one(backend: tuple[LingmaBackend, FakeInstance]) -> None:
@@ -121,13 +135,8 @@ async def test_a_stale_session_is_retried_once_in_a_fresh_one(backend: tuple[Lin
     assert service.book.session_cache["stale_retries"] == 1
     assert service.book.session_cache["restored"] == 0
     # The fresh session is what the next turn reuses.
-    state = await service.cache.claim(history_key(conv(*follow.messages, assistant("Fresh answer."))))
+    state = await take(service, conv(*follow.messages, assistant("Fresh answer."), user("next")))
     assert state is not None and state.session_id == "sess-2"
-
-
-def history_key(conversation: Conversation) -> str:
-    """The cache key a turn on ``conversation`` claims: that of its history."""
-    return conversation_key("fp", [], render(conversation, tools=[], choice=ToolChoice()).history)
 
 
 async def test_a_second_stale_answer_is_an_error_not_a_loop(backend: tuple[LingmaBackend, FakeInstance]) -> None:
@@ -137,7 +146,8 @@ async def test_a_second_stale_answer_is_an_error_not_a_loop(backend: tuple[Lingm
     with pytest.raises(StaleSessionError):
         await run(service, follow)
     assert len(inst.asks) == 3
-    assert await service.cache.entries() == 0  # a session Lingma forgot is never given back
+    assert await take(service, follow) is None  # a session Lingma forgot is never given back
+    assert service.book.session_cache["restored"] == 0
 
 
 async def test_a_stale_session_after_content_is_not_retried(backend: tuple[LingmaBackend, FakeInstance]) -> None:
@@ -162,9 +172,8 @@ async def test_a_claim_goes_back_when_lingma_refused_before_accepting(
     with pytest.raises(RateLimitedError):
         await run(service, follow)
     assert service.book.session_cache["restored"] == 1
-    assert await service.cache.entries() == 1
     assert service.pool.ready() == []  # the instance cools down
-    restored = await service.cache.claim(history_key(follow))
+    restored = await take(service, follow)
     assert restored is not None and restored.session_id == "sess-1" and restored.instance == "inst-0"
 
 
@@ -178,7 +187,8 @@ async def test_a_claim_goes_back_when_the_instance_slot_times_out(
         await run(service, follow)
     assert inst.asks[-1].question.endswith("hello")  # no second ask was made
     assert service.book.session_cache["restored"] == 1
-    assert await service.cache.entries() == 1
+    restored = await take(service, follow)
+    assert restored is not None and restored.session_id == "sess-1"
 
 
 async def test_a_claim_is_spent_once_lingma_accepted(backend: tuple[LingmaBackend, FakeInstance]) -> None:
@@ -188,7 +198,7 @@ async def test_a_claim_is_spent_once_lingma_accepted(backend: tuple[LingmaBacken
     with pytest.raises(UpstreamError):
         await run(service, follow)
     assert service.book.session_cache["restored"] == 0
-    assert await service.cache.entries() == 0
+    assert await take(service, follow) is None
 
 
 async def test_a_claim_goes_back_when_the_client_leaves_before_acceptance(
@@ -200,7 +210,8 @@ async def test_a_claim_goes_back_when_the_client_leaves_before_acceptance(
     assert isinstance(await anext(stream), Started)
     await stream.aclose()  # the handler went away before Lingma was even asked
     assert service.book.session_cache["restored"] == 1
-    assert await service.cache.entries() == 1
+    restored = await take(service, follow)
+    assert restored is not None and restored.session_id == "sess-1"
 
 
 async def test_a_forced_choice_answered_in_prose_is_asked_again_and_never_stored(
@@ -216,7 +227,7 @@ async def test_a_forced_choice_answered_in_prose_is_asked_again_and_never_stored
     nudge = inst.asks[1]
     assert (nudge.is_reply, nudge.session_id, nudge.question) == (True, "sess-9", FORCED_CALL_NUDGE)
     assert service.book.tools["forced_retries"] == 1
-    assert await service.cache.entries() == 0
+    assert service.book.session_cache["stored"] == 0
 
 
 async def test_a_forced_choice_answered_in_prose_twice_fails(backend: tuple[LingmaBackend, FakeInstance]) -> None:
@@ -301,25 +312,23 @@ async def test_agent_model_names_ask_in_agent_mode(backend: tuple[LingmaBackend,
     assert service.readiness() == (True, 1)
 
 
-def test_cached_tokens_count_only_while_the_claimed_session_is_used() -> None:
-    conversation = conv(user("hello"), assistant("Hi there."), user("and now?"))
-    prompt = render(conversation, tools=[], choice=ToolChoice())
-    claim = SessionState(key="k", session_id="sess-1", instance="inst-0", messages=prompt.history)
-    turn = RunningTurn(
-        conv=conversation,
-        prompt=prompt,
-        tools=[],
-        choice=ToolChoice(),
-        full_tokens=100,
-        reply_tokens=4,
-        claim=claim,
-        question=prompt.reply,
-        session_id="sess-1",
-        is_reply=True,
-    )
-    assert turn.reused and turn.cached_tokens == 96 and not turn.forced
-    turn.stale_retried = True
-    turn.go_fresh()
-    assert (turn.session_id, turn.is_reply, turn.question) == (None, False, prompt.full)
-    assert not turn.reused and turn.cached_tokens == 0
-    assert RunningTurn(**{**turn.__dict__, "choice": ToolChoice(mode="required")}).forced
+async def test_cached_tokens_count_only_while_the_claimed_session_is_used(
+    backend: tuple[LingmaBackend, FakeInstance],
+) -> None:
+    service, inst = backend
+    follow = await first_turn(service, inst)
+    prompt = render(follow, tools=[], choice=ToolChoice())
+    inst.script([answer("Now this.", "sess-1")])
+    events = await run(service, follow)
+    started, finished = events[0], events[-1]
+    cached = count_tokens(prompt.full) - count_tokens(prompt.reply)
+    assert isinstance(started, Started) and started.cached_input_tokens == cached > 0
+    assert isinstance(finished, Finished) and finished.usage is not None
+    assert finished.usage.cached_input_tokens == cached
+    # The session is gone: the fresh retry sends the whole transcript, so nothing of it counts as cached.
+    again = conv(*follow.messages, assistant("Now this."), user("and then?"))
+    inst.script([[StaleSessionError("gone")], answer("Fresh.", "sess-2")])
+    finished = (await run(service, again))[-1]
+    assert isinstance(finished, Finished) and finished.usage is not None
+    assert finished.usage.cached_input_tokens == 0
+    assert finished.usage.input_tokens == count_tokens(render(again, tools=[], choice=ToolChoice()).full)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from common.conversation import ToolSpec
-from sidecar.tools import CallOut, OfferedTool, Out, TextOut, ToolCallFilter, offered_tools
+from sidecar.tools import CallOut, OfferedTool, Out, RecognisedCall, TextOut, ToolCallFilter, offered_tools
 
 SPECS = [
     ToolSpec(
@@ -47,3 +49,29 @@ def texts(outs: list[Out]) -> str:
 
 def calls(outs: list[Out]) -> list[tuple[str, str, str]]:
     return [(o.call.name, o.call.arguments, o.call.recogniser) for o in outs if isinstance(o, CallOut)]
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """What ``ToolCallFilter`` makes of one whole reply."""
+
+    items: tuple[Out, ...]
+    """Text and calls in reply order; adjacent text is merged."""
+    calls: tuple[RecognisedCall, ...]
+    text: tuple[str, ...]
+    """The text segments left around the calls, in order."""
+    parse_failures: int
+    leaked_as_text: int
+
+
+def recognise(text: str, tools: Mapping[str, OfferedTool]) -> Recognition:
+    """A whole reply through the streaming filter in one piece, as a turn feeds a one-chunk answer."""
+    f = ToolCallFilter(tools)
+    items = merge_text([*f.feed(text), *f.finish()])
+    return Recognition(
+        items=tuple(items),
+        calls=tuple(o.call for o in items if isinstance(o, CallOut)),
+        text=tuple(o.text for o in items if isinstance(o, TextOut)),
+        parse_failures=f.parse_failures,
+        leaked_as_text=f.leaked_as_text,
+    )

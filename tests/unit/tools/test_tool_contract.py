@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.conversation import ImagePart, Message, TextPart, ToolCallRecord, ToolChoice, ToolSpec
-from sidecar.tools import offered_tools, recognise
+from sidecar.tools import offered_tools
 from sidecar.tools.contract import (
     CALL_FORMAT_DOC,
     TOOL_CALL_CLOSE,
@@ -18,6 +18,8 @@ from sidecar.tools.contract import (
     render_tool_calls,
     render_tool_result,
 )
+
+from .helpers import recognise
 
 BASH_SCHEMA = json.dumps(
     {

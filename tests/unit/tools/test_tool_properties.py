@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.tools import CallOut, Out, ToolCallFilter, recognise
+from sidecar.tools import CallOut, Out, ToolCallFilter
 
-from .helpers import TOOLS, calls, merge_text, run, texts
+from .helpers import TOOLS, calls, merge_text, recognise, run, texts
 
 Call = tuple[str, dict[str, object] | str]
 """A tool name with its arguments (a dict), or with its raw input for the custom tool."""

@@ -7,9 +7,9 @@ import warnings
 import pytest
 
 from common.conversation import ToolSpec
-from sidecar.tools import OfferedTool, offered_tools, recognise
+from sidecar.tools import OfferedTool, offered_tools
 
-from .helpers import TOOLS
+from .helpers import TOOLS, recognise
 
 
 def found(text: str) -> list[tuple[str, str, str]]:

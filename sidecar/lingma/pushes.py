@@ -1,7 +1,7 @@
-"""One turn's view of Lingma's pushes: which belong to it, what text they add, and when it is over.
+"""Tracking the pushes of one ``chat/ask``: which belong to it, what text they add, and when it is over.
 
-Pure (no I/O): ``LingmaInstance.ask`` feeds it the pushes routed to its ``requestId`` and yields what
-comes back. A failing ``chat/finish`` raises the classified error.
+Pure (no I/O): ``sidecar.lingma.ask`` feeds it the pushes routed to its ``requestId`` and yields what comes
+back. A failing ``chat/finish`` raises the classified error.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from sidecar.lingma.errors import classify_finish, finish_status
 from sidecar.lingma.events import AnswerText, AskFinished, SessionAssigned, ThinkText, ToolInvoked, UpstreamEvent
 from sidecar.lingma.think import ThinkSplitter
 
-__all__ = ("TurnState",)
+__all__ = ("PushTracker",)
 
 log = logging.getLogger(__name__)
 
 
-class TurnState:
-    """What one ``chat/ask`` has seen so far."""
+class PushTracker:
+    """What the pushes of one ``chat/ask`` have said so far."""
 
     def __init__(self, *, request_id: str, session_id: str | None, instance_id: str) -> None:
         self.request_id = request_id

@@ -1,4 +1,4 @@
-"""TurnState: which pushes belong to a turn, and what they add."""
+"""PushTracker: which pushes belong to one chat/ask, and what they add."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from common.errors import QuotaExhaustedError
 from sidecar.lingma.errors import StaleSessionError
 from sidecar.lingma.events import AnswerText, AskFinished, SessionAssigned, ThinkText, ToolInvoked
 from sidecar.lingma.params import ask_params
+from sidecar.lingma.pushes import PushTracker
 from sidecar.lingma.think import FENCE_CLOSE, fence_open
-from sidecar.lingma.turn import TurnState
 
 RID = "r1"
 
 
-def _turn(session_id: str | None = None) -> TurnState:
-    return TurnState(request_id=RID, session_id=session_id, instance_id="inst-0")
+def _turn(session_id: str | None = None) -> PushTracker:
+    return PushTracker(request_id=RID, session_id=session_id, instance_id="inst-0")
 
 
 def _answer(text: str, **extra: object) -> dict[str, object]:
