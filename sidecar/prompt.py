@@ -7,8 +7,12 @@ rendered last, so a model (and the simulator) reads the question at the end.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import msgspec
 
 from common.conversation import Conversation, ImagePart, Message, TextPart, ToolChoice, ToolSpec
 from sidecar.tools.contract import render_contract, render_tool_calls, render_tool_result
@@ -78,16 +82,51 @@ def _render_new_turn(turn: Sequence[Message], names: dict[str, str]) -> str:
     return "\n\n".join(r for m in turn if m.role not in ("system", "developer") if (r := _render_message(m, names)))
 
 
+class _Blocks:
+    """History blocks already rendered, keyed by the message's own bytes (and the tool name a result borrows).
+
+    An agent resends its whole history each turn; rendering it again message by message (JSON for each call,
+    escaping for each result) costs more than encoding the messages, which msgspec does in C. The key is the
+    message itself, so a hit is never wrong; ``max_bytes`` bounds what is kept, least recently used first.
+    """
+
+    def __init__(self, max_bytes: int = 8_000_000) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._blocks: OrderedDict[bytes, str] = OrderedDict()
+        self._lock = threading.Lock()  # prompts are rendered on the offload threads
+
+    def get(self, msg: Message, names: dict[str, str]) -> str:
+        key = _encode(msg)
+        if msg.role == "tool" and msg.name is None and msg.tool_call_id in names:
+            key += b"\0" + names[msg.tool_call_id].encode("utf-8", "surrogatepass")
+        with self._lock:
+            found = self._blocks.get(key)
+            if found is not None:
+                self._blocks.move_to_end(key)
+                return found
+        block = _history_block(msg, names)
+        with self._lock:
+            if key not in self._blocks:
+                self._bytes += len(key) + len(block)
+            self._blocks[key] = block
+            while self._bytes > self._max_bytes and self._blocks:
+                old_key, old_block = self._blocks.popitem(last=False)
+                self._bytes -= len(old_key) + len(old_block)
+        return block
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_BLOCKS = _Blocks()
+
+
+def _history_block(msg: Message, names: dict[str, str]) -> str:
+    body = _render_message(msg, names)
+    return body if msg.role == "tool" else f"<{msg.role}>\n{body}\n</{msg.role}>"
+
+
 def _render_history(history: Sequence[Message], names: dict[str, str]) -> str:
-    blocks: list[str] = []
-    for msg in history:
-        if msg.role in ("system", "developer"):
-            continue
-        body = _render_message(msg, names)
-        if msg.role == "tool":
-            blocks.append(body)
-        else:
-            blocks.append(f"<{msg.role}>\n{body}\n</{msg.role}>")
+    blocks = [_BLOCKS.get(msg, names) for msg in history if msg.role not in ("system", "developer")]
     if not blocks:
         return ""
     return "<conversation_history>\n" + "\n".join(blocks) + "\n</conversation_history>"

@@ -37,7 +37,7 @@ from sidecar.offload import Offload
 from sidecar.pool import Pool
 from sidecar.prompt import RenderedPrompt, render
 from sidecar.session_cache import SessionCache
-from sidecar.session_key import conversation_key
+from sidecar.session_key import KeyChain
 from sidecar.stats import StatsBook
 from sidecar.tokens import count_tokens, tokenizer_name
 from sidecar.turn import TurnPlan, TurnRunner, cached_tokens, reused_session
@@ -171,13 +171,14 @@ class LingmaBackend:
         conv, new = await self._expand(conversation)
         tools, choice = self._tools(conv)
         reuse = self.settings.session_reuse_enabled
-        prompt, key, full_tokens, reply_tokens = await self.offload.run(
+        prompt, chain, key, full_tokens, reply_tokens = await self.offload.run(
             conv, lambda: _prepare(conv, tools, choice, reuse)
         )
         plan = TurnPlan(
             conv=conv,
             new_messages=new,
             prompt=prompt,
+            chain=chain,
             tools=tools,
             choice=choice,
             full_tokens=full_tokens,
@@ -202,14 +203,15 @@ class LingmaBackend:
 
 def _prepare(
     conv: Conversation, tools: list[ToolSpec], choice: ToolChoice, reuse: bool
-) -> tuple[RenderedPrompt, str | None, int, int]:
-    """The prompt, the cache key of its history (when reuse may apply) and its token counts: all size-bound work."""
+) -> tuple[RenderedPrompt, KeyChain, str | None, int, int]:
+    """The prompt, the key chain, the key of its history (when reuse may apply), its token counts: size-bound work."""
     prompt = render(conv, tools=tools, choice=choice)
+    chain = KeyChain(conv.api_key_fingerprint, tools, conv.messages)
     key = None
     if reuse and prompt.history and prompt.reply:
-        key = conversation_key(conv.api_key_fingerprint, tools, prompt.history)
+        key = chain.key(chain.history_length())
     reply_tokens = count_tokens(prompt.reply) if key is not None else 0
-    return prompt, key, count_tokens(prompt.full), reply_tokens
+    return prompt, chain, key, count_tokens(prompt.full), reply_tokens
 
 
 def _affinity(conv: Conversation) -> str | None:

@@ -19,7 +19,7 @@ import msgspec
 
 from common.conversation import ImagePart, Message, TextPart, ToolCallRecord, ToolSpec
 
-__all__ = ("conversation_key", "merge_assistant_runs")
+__all__ = ("KeyChain", "conversation_key", "merge_assistant_runs", "reply_message")
 
 
 def _canonical_args(arguments: str, kind: str) -> object:
@@ -109,37 +109,78 @@ _PREFIXES = _Prefixes()
 _encode = msgspec.msgpack.Encoder().encode
 
 
-def conversation_key(fingerprint: str, tools: Sequence[ToolSpec], messages: Sequence[Message]) -> str:
-    """SHA-256 of ``json.dumps([fingerprint, tools, instruction, body], sort_keys=True, ensure_ascii=False)``.
+def _link(previous: bytes, data: bytes) -> bytes:
+    """One link of the chain: SHA-256 (hardware-accelerated where the CPU has it), cut to 16 bytes."""
+    digest = hashlib.sha256(previous)
+    digest.update(data)
+    return digest.digest()[:16]
 
-    The JSON of a list is its items' JSON joined by ``", "``, so the payload is hashed piece by piece:
-    the head, then each body entry; the digest after a known prefix is picked up where it was left.
+
+class KeyChain:
+    """The keys of one conversation and of its prefixes, from one pass over its messages.
+
+    A turn needs two keys: that of its history (to claim a session) and that of the history with its reply
+    (to store the new state). Both are prefixes, or an extension, of the same body, so the per-message
+    links are computed once and shared.
     """
-    instruction = "\n\n".join(t for m in messages if m.role in ("system", "developer") if (t := m.text().strip()))
-    spec = [[t.name, t.kind, t.description, _canonical_args(t.parameters, "function")] for t in tools]
-    head = _dumps([fingerprint, spec, instruction])[:-1] + ", ["
-    body = merge_assistant_runs([m for m in messages if m.role not in ("system", "developer")])
-    links: list[bytes] = []
-    link = hashlib.blake2b(head.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-    for msg in body:
-        link = hashlib.blake2b(link + _encode(msg), digest_size=16).digest()
-        links.append(link)
-    start, progress = 0, None
-    for index in range(len(links) - 1, -1, -1):
-        progress = _PREFIXES.get(links[index])
-        if progress is not None:
-            start = index + 1
-            break
-    if progress is None:
-        digest, positions = hashlib.sha256(head.encode()), {}
-    else:
-        digest, positions = progress.digest.copy(), dict(progress.positions)
-    for index in range(start, len(body)):
-        digest.update(((", " if index else "") + _dumps(_entry(body[index], positions))).encode())
-        if index == len(body) - 1:
-            _PREFIXES.put(links[index], _Progress(digest.copy(), dict(positions)))
-    digest.update(b"]]")
-    return str(digest.hexdigest())
+
+    def __init__(self, fingerprint: str, tools: Sequence[ToolSpec], messages: Sequence[Message]) -> None:
+        instruction = "\n\n".join(t for m in messages if m.role in ("system", "developer") if (t := m.text().strip()))
+        spec = [[t.name, t.kind, t.description, _canonical_args(t.parameters, "function")] for t in tools]
+        self._head = _dumps([fingerprint, spec, instruction])[:-1] + ", ["
+        self.body = merge_assistant_runs([m for m in messages if m.role not in ("system", "developer")])
+        link = _link(b"", self._head.encode("utf-8", "surrogatepass"))
+        self._links: list[bytes] = []
+        for msg in self.body:
+            link = _link(link, _encode(msg))
+            self._links.append(link)
+
+    def history_length(self) -> int:
+        """How many body entries the history holds: up to the last assistant message."""
+        return max((i + 1 for i, m in enumerate(self.body) if m.role == "assistant"), default=0)
+
+    def extended(self, message: Message) -> KeyChain:
+        """The chain of the body with ``message`` after it (joined to a last assistant message, as sent back)."""
+        grown = object.__new__(KeyChain)
+        grown._head = self._head
+        body, links = list(self.body), list(self._links)
+        if message.role == "assistant" and body and body[-1].role == "assistant":
+            message = merge_assistant_runs([body.pop(), message])[0]
+            links.pop()
+        previous = links[-1] if links else _link(b"", self._head.encode("utf-8", "surrogatepass"))
+        grown.body = [*body, message]
+        grown._links = [*links, _link(previous, _encode(message))]
+        return grown
+
+    def key(self, length: int | None = None) -> str:
+        """SHA-256 of ``json.dumps([fingerprint, tools, instruction, body[:length]], sort_keys=True, ...)``.
+
+        The JSON of a list is its items' JSON joined by ``", "``, so the payload is hashed piece by piece:
+        the head, then each body entry; the digest after a known prefix is picked up where it was left.
+        """
+        body = self.body if length is None else self.body[:length]
+        links = self._links[: len(body)]
+        start, progress = 0, None
+        for index in range(len(links) - 1, -1, -1):
+            progress = _PREFIXES.get(links[index])
+            if progress is not None:
+                start = index + 1
+                break
+        if progress is None:
+            digest, positions = hashlib.sha256(self._head.encode()), {}
+        else:
+            digest, positions = progress.digest.copy(), dict(progress.positions)
+        for index in range(start, len(body)):
+            digest.update(((", " if index else "") + _dumps(_entry(body[index], positions))).encode())
+            if index == len(body) - 1:
+                _PREFIXES.put(links[index], _Progress(digest.copy(), dict(positions)))
+        digest.update(b"]]")
+        return str(digest.hexdigest())
+
+
+def conversation_key(fingerprint: str, tools: Sequence[ToolSpec], messages: Sequence[Message]) -> str:
+    """The key of a whole conversation (see ``KeyChain.key``)."""
+    return KeyChain(fingerprint, tools, messages).key()
 
 
 def reply_message(text: str, calls: Sequence[ToolCallRecord]) -> Message:

@@ -26,7 +26,7 @@ from sidecar.offload import Offload
 from sidecar.pool import Pool
 from sidecar.prompt import FORCED_CALL_NUDGE, RenderedPrompt
 from sidecar.session_cache import Claim, ResponseDelta, SessionCache, SessionState
-from sidecar.session_key import conversation_key, merge_assistant_runs, reply_message
+from sidecar.session_key import KeyChain, merge_assistant_runs, reply_message
 from sidecar.stats import StatsBook
 from sidecar.tokens import count_tokens
 from sidecar.tools.calls import offered_tools
@@ -46,6 +46,8 @@ class TurnPlan:
     new_messages: list[Message]
     """The request's own messages (no instructions): with the reply, what a stored response adds."""
     prompt: RenderedPrompt
+    chain: KeyChain
+    """The session keys of the conversation: its history's was claimed, its extension by the reply is stored."""
     tools: list[ToolSpec]
     choice: ToolChoice
     full_tokens: int
@@ -236,8 +238,7 @@ class TurnRunner:
             response = ResponseDelta(id=conv.response_id, parent=conv.previous_response_id, messages=delta)
         state = None
         if store_session and attempt.session_id:
-            messages = merge_assistant_runs([*conv.messages, reply])
-            key = await self.offload.run(conv, lambda: conversation_key(conv.api_key_fingerprint, plan.tools, messages))
+            key = await self.offload.run(conv, lambda: plan.chain.extended(reply).key())
             state = SessionState(key=key, session_id=attempt.session_id, instance=inst.id)
         try:
             self.cache.store(state, response)

@@ -109,6 +109,29 @@ def test_cached_count_equals_fresh_count_as_the_history_grows(turns: list[tuple[
         assert count_tokens(history) == _whole(history)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    start=_TEXT,
+    steps=st.lists(st.tuples(st.integers(min_value=0, max_value=10**6), _TEXT), min_size=1, max_size=5),
+    target=st.integers(min_value=1, max_value=32),
+)
+def test_a_text_counted_from_where_it_parts_from_a_recent_one_counts_as_the_whole(
+    start: str, steps: list[tuple[int, str]], target: int
+) -> None:
+    """Each text keeps some of the last one and adds more: appended turns, and edits anywhere before them."""
+    saved = tokens._TARGET
+    tokens._TARGET = target
+    try:
+        text = start
+        assert count_tokens(text) == _whole(text)
+        for keep, more in steps:
+            text = text[: keep % (len(text) + 1)] + more
+            assert count_tokens(text) == _whole(text)
+            assert count_tokens(text + more) == _whole(text + more)
+    finally:
+        tokens._TARGET = saved
+
+
 def test_a_short_text_counts_as_the_whole_text_does() -> None:
     count = tokens._encoder()
     assert count is not None
