@@ -81,8 +81,9 @@ class Pool:
         self._released = asyncio.Condition()
         self._busy: Counter[str] = Counter()
         self._cooldown: dict[str, float] = {}
-        self._recovering: dict[str, asyncio.Task[None]] = {}
         """Instance id -> the unix time its cool-down ends."""
+        self._recovering: dict[str, asyncio.Task[None]] = {}
+        """Instance id -> the task that probes it back into rotation when its cool-down ends."""
         self.limit = settings.instance_limit
 
     async def start(self) -> None:

@@ -13,26 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from .calls import RECOGNISERS, OfferedTool, RecognisedCall, Recogniser
+from .calls import RECOGNISERS, OfferedTool, Recogniser
 from .contract import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from .json_calls import Outcome, json_body_verdict, key_verdict, parse_contract_body, parse_json_body
+from .output import CallOut, Out, Output, TextOut
 from .scan import ObjectEnd, closer_ticks, contract_body_verdict, inside_string, may_close, skip
 from .tool_code import parse_tool_code
 
 __all__ = ("CallOut", "Out", "TextOut", "ToolCallFilter")
-
-
-@dataclass(frozen=True)
-class TextOut:
-    text: str
-
-
-@dataclass(frozen=True)
-class CallOut:
-    call: RecognisedCall
-
-
-Out = TextOut | CallOut
 
 _JSON_INFO = frozenset({"", "json", "jsonc", "json5", "tool_call", "tool_calls"})
 _CODE_INFO = frozenset({"tool_code"})
@@ -68,10 +56,9 @@ class _LineStart:
 class ToolCallFilter:
     """Splits a reply, fed in chunks, into text and recognised calls.
 
-    When no call is recognised, the concatenated text equals the input byte for byte. Otherwise the only
-    change is that a whitespace run touching a call (blank lines before, between or after calls) is
-    dropped; to know that, a trailing whitespace run is held until the next character. ``hold_all`` keeps
-    all output until ``finish``, so that a turn with a forced tool choice can still be retried.
+    When no call is recognised, the concatenated text equals the input byte for byte; otherwise only the
+    whitespace touching a call is dropped (``sidecar.tools.output``). ``hold_all`` keeps all output until
+    ``finish``, so that a turn with a forced tool choice can still be retried.
     """
 
     def __init__(self, tools: Mapping[str, OfferedTool], *, hold_all: bool = False) -> None:
@@ -82,10 +69,7 @@ class ToolCallFilter:
         self._scanned = _LineStart()
         self._fence_ticks = 0
         self._cand: _Candidate | None = None
-        self._out: list[Out] = []
-        self._parts: list[str] = []
-        self._after_call = False
-        self._pending_ws = ""
+        self._output = Output()
         self.recognised: dict[Recogniser, int] = dict.fromkeys(RECOGNISERS, 0)
         self.parse_failures = 0
         self.leaked_as_text = 0
@@ -96,20 +80,13 @@ class ToolCallFilter:
         for i in range(0, len(chunk), _SLICE):
             self._buf += chunk[i : i + _SLICE]
             self._run(final=False)
-        return [] if self._hold_all else self._take()
+        return [] if self._hold_all else self._output.take()
 
     def finish(self) -> list[Out]:
         """Decide everything still held and end the reply."""
         self._run(final=True)
-        if not self._after_call and self._pending_ws:
-            self._parts.append(self._pending_ws)
-        self._pending_ws = ""
-        return self._take()
-
-    def _take(self) -> list[Out]:
-        self._flush()
-        out, self._out = self._out, []
-        return out
+        self._output.end()
+        return self._output.take()
 
     def _run(self, *, final: bool) -> None:
         while self._buf and self._step(final):
@@ -333,32 +310,11 @@ class ToolCallFilter:
         if not outcome.calls:
             self.leaked_as_text += int(outcome.looked_like_call)
             self.parse_failures += int(outcome.failed)
-            self._text(span)
+            self._output.text(span)
             return
-        self._flush()
         for call in outcome.calls:
             self.recognised[call.recogniser] += 1
-            self._out.append(CallOut(call))
-        self._pending_ws = ""
-        self._after_call = True
+        self._output.calls(outcome.calls)
 
     def _emit(self, n: int) -> None:
-        self._text(self._consume(n))
-
-    def _text(self, text: str) -> None:
-        """Emit text, holding back a trailing whitespace run until it is known not to touch a call."""
-        text = self._pending_ws + text
-        body = text.rstrip()
-        if not body:
-            self._pending_ws = text
-            return
-        self._pending_ws = text[len(body) :]
-        if self._after_call:
-            body = body.lstrip()
-            self._after_call = False
-        self._parts.append(body)
-
-    def _flush(self) -> None:
-        if self._parts:
-            self._out.append(TextOut("".join(self._parts)))
-            self._parts.clear()
+        self._output.text(self._consume(n))
