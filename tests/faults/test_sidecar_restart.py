@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from typing import Any
 
@@ -14,6 +15,11 @@ from tests.faults.helpers import collect_turn, reaped, reply_text, sidecar_of
 from tests.support.gateway import Gateway, alive
 
 FIRST = [{"role": "user", "content": "remember the colour teal"}]
+
+
+def _committed_sessions(gw: Gateway) -> int:
+    with sqlite3.connect(gw.data / "session-cache.sqlite3") as db:
+        return int(db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
 
 
 def _ok(gw: Gateway) -> bool:
@@ -34,6 +40,9 @@ def test_serve_reaps_and_restarts_a_killed_sidecar_and_keeps_the_session_cache(g
     session = said.split()[5].rstrip(";")
     old = sidecar_of(gw.main.pid)
     assert old is not None
+    # Stores are written behind: wait until the entry is committed, so the kill tests the restart, not the
+    # loss window (that a kill inside it costs only a fresh turn is tests/faults/test_session_store.py's).
+    wait_for(lambda: _committed_sessions(gw) == 1, 10, 0.02, what="the session entry to be committed")
 
     os.kill(old, signal.SIGKILL)
     killed = time.monotonic()
