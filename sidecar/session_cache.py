@@ -169,20 +169,22 @@ class SessionCache:
         """Keep a turn's session state and its response for the writer; returns at once."""
         if state is not None:
             self._put(state, "stored")
-        if response is not None:
-            self._check_open()
+        if response is not None and self._writing(response.id):
             self._responses[response.id] = (response, time.time())
             self._wake.set()
 
     def _put(self, state: SessionState, counter: str) -> None:
-        self._check_open()
-        self._sessions[state.key] = (state, time.time())
-        self.counters[counter] += 1
-        self._wake.set()
+        if self._writing(state.key):
+            self._sessions[state.key] = (state, time.time())
+            self.counters[counter] += 1
+            self._wake.set()
 
-    def _check_open(self) -> None:
+    def _writing(self, what: str) -> bool:
+        """Whether stores are taken; after ``close`` (a turn outlived the drain) one is dropped, with a warning."""
         if self._writer is None:
-            raise RuntimeError("the session cache is not open")
+            log.warning("the session cache is closed; %s was not stored and its follow-up will start fresh", what)
+            self.counters["store_failures"] += 1
+        return self._writer is not None
 
     async def flush(self) -> None:
         """Write every pending store in one transaction (what gathered while the last one ran)."""
