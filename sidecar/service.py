@@ -209,7 +209,7 @@ def _prepare(
     chain = KeyChain(conv.api_key_fingerprint, tools, conv.messages)
     key = None
     if reuse and prompt.history and prompt.reply:
-        key = chain.key(chain.history_length())
+        key = chain.history_key(prompt.history)
     reply_tokens = count_tokens(prompt.reply) if key is not None else 0
     return prompt, chain, key, count_tokens(prompt.full), reply_tokens
 

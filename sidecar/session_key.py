@@ -109,6 +109,11 @@ _PREFIXES = _Prefixes()
 _encode = msgspec.msgpack.Encoder().encode
 
 
+def _instruction(messages: Sequence[Message]) -> str:
+    """The system and developer text, folded into one instruction."""
+    return "\n\n".join(t for m in messages if m.role in ("system", "developer") if (t := m.text().strip()))
+
+
 def _link(previous: bytes, data: bytes) -> bytes:
     """One link of the chain: SHA-256 (hardware-accelerated where the CPU has it), cut to 16 bytes."""
     digest = hashlib.sha256(previous)
@@ -125,9 +130,10 @@ class KeyChain:
     """
 
     def __init__(self, fingerprint: str, tools: Sequence[ToolSpec], messages: Sequence[Message]) -> None:
-        instruction = "\n\n".join(t for m in messages if m.role in ("system", "developer") if (t := m.text().strip()))
+        self._fingerprint, self._tools = fingerprint, tools
+        self._instruction = _instruction(messages)
         spec = [[t.name, t.kind, t.description, _canonical_args(t.parameters, "function")] for t in tools]
-        self._head = _dumps([fingerprint, spec, instruction])[:-1] + ", ["
+        self._head = _dumps([fingerprint, spec, self._instruction])[:-1] + ", ["
         self.body = merge_assistant_runs([m for m in messages if m.role not in ("system", "developer")])
         link = _link(b"", self._head.encode("utf-8", "surrogatepass"))
         self._links: list[bytes] = []
@@ -135,13 +141,20 @@ class KeyChain:
             link = _link(link, _encode(msg))
             self._links.append(link)
 
-    def history_length(self) -> int:
-        """How many body entries the history holds: up to the last assistant message."""
-        return max((i + 1 for i, m in enumerate(self.body) if m.role == "assistant"), default=0)
+    def history_key(self, history: Sequence[Message]) -> str:
+        """The key of ``history``: this chain's messages up to (and with) the last assistant message.
+
+        Its body is a prefix of this chain's body. Its instruction is that of its own system and developer
+        messages, which is this chain's unless the new turn brought one of its own; then it is hashed apart.
+        """
+        if _instruction(history) != self._instruction:
+            return KeyChain(self._fingerprint, self._tools, history).key()
+        return self.key(max((i + 1 for i, m in enumerate(self.body) if m.role == "assistant"), default=0))
 
     def extended(self, message: Message) -> KeyChain:
         """The chain of the body with ``message`` after it (joined to a last assistant message, as sent back)."""
         grown = object.__new__(KeyChain)
+        grown._fingerprint, grown._tools, grown._instruction = self._fingerprint, self._tools, self._instruction
         grown._head = self._head
         body, links = list(self.body), list(self._links)
         if message.role == "assistant" and body and body[-1].role == "assistant":

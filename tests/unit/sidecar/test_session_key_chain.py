@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from common.conversation import ImagePart, Message, TextPart, ToolCallRecord, ToolSpec
 from sidecar import session_key
-from sidecar.session_key import _canonical_args, _parts, conversation_key, merge_assistant_runs
+from sidecar.session_key import KeyChain, _canonical_args, _parts, conversation_key, merge_assistant_runs
 
 
 def _whole_key(fingerprint: str, tools: Sequence[ToolSpec], messages: Sequence[Message]) -> str:
@@ -92,3 +92,25 @@ def test_a_resent_history_is_not_serialised_again() -> None:
         session_key._dumps = original
     assert first == _whole_key("fp", [], messages)
     assert len(dumped) == 2  # the head and the one new entry
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fingerprint=st.sampled_from(["", "fp"]),
+    tools=_TOOLS,
+    messages=st.lists(_MESSAGE, max_size=12),
+    reply=st.builds(
+        Message, role=st.just("assistant"), content=st.lists(_PART, max_size=2), tool_calls=st.lists(_CALL, max_size=2)
+    ),
+)
+def test_one_chain_gives_the_history_key_a_turn_claims_and_the_key_it_stores_under(
+    fingerprint: str, tools: list[ToolSpec], messages: list[Message], reply: Message
+) -> None:
+    """A turn keys its history (everything up to the last assistant message) and, after the answer, the whole
+    conversation with the reply; both come from one chain and equal keys of those message lists hashed whole."""
+    chain = KeyChain(fingerprint, tools, messages)
+    last = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=-1)
+    assert chain.history_key(messages[: last + 1]) == _whole_key(fingerprint, tools, messages[: last + 1])
+    stored = merge_assistant_runs([*messages, reply])
+    assert chain.extended(reply).key() == _whole_key(fingerprint, tools, stored)
+    assert chain.key() == _whole_key(fingerprint, tools, messages)
