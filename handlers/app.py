@@ -15,10 +15,9 @@ from handlers.context import GATEWAY_DEPENDENCIES, GatewayContext
 from handlers.dialect import any_dialect_exception_handlers
 from handlers.health import router as health_router
 from handlers.observability import RequestIdMiddleware
+from handlers.routes import ROUTES
 
 __all__ = ("ROUTES", "create_app")
-
-ROUTES = ("openai_chat", "openai_responses", "anthropic_messages", "models", "admin", "metrics", "docs")
 
 
 def _router(name: str) -> Router:

@@ -9,28 +9,17 @@ Handlers never import the sidecar: ``serve`` runs it as a child process and ``si
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import ipaddress
 import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 
-import uvicorn
-
-from common.client import SidecarClient
 from common.log import exit_now, setup_logging
 from common.settings import SETTINGS_HELP, Settings, SettingsError
-from handlers.app import ROUTES, create_app
-from handlers.context import GatewayContext
-from handlers.http_guard import HttpLimits, guarded_protocol
 from handlers.login_cli import add_commands, run_command
 from handlers.probe import ping
-from handlers.streaming import DRAIN_GRACE
+from handlers.routes import ROUTES
 from handlers.supervisor import SidecarSupervisor
 from handlers.version import VERSION
 
@@ -110,59 +99,6 @@ def _check_bind(settings: Settings) -> None:
         )
 
 
-class _Server(uvicorn.Server):
-    """Uvicorn, plus telling open streams that a graceful shutdown began."""
-
-    def __init__(self, config: uvicorn.Config, ctx: GatewayContext) -> None:
-        super().__init__(config)
-        self._ctx = ctx
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        """Like uvicorn's, without re-raising the signal afterwards: ``serve`` still has its child to stop."""
-        handled = (signal.SIGINT, signal.SIGTERM)
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-        try:
-            yield
-        finally:
-            for sig, handler in original.items():
-                signal.signal(sig, handler)
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        loop = asyncio.get_event_loop()
-        loop.call_soon_threadsafe(self._ctx.draining.set)
-        super().handle_exit(sig, frame)
-
-
-def http_limits(settings: Settings) -> HttpLimits:
-    return HttpLimits(
-        max_request_line=settings.gateway_max_request_line,
-        max_header_bytes=settings.gateway_max_header_bytes,
-        max_headers=settings.gateway_max_headers,
-        header_timeout=settings.gateway_header_timeout_sec,
-        body_timeout=settings.gateway_body_timeout_sec,
-    )
-
-
-def _serve_http(settings: Settings, routes: tuple[str, ...], liveness: Callable[[], str | None] | None = None) -> None:
-    ctx = GatewayContext(settings=settings, client=SidecarClient(settings.socket_path), liveness=liveness)
-    app = create_app(settings, routes, context=ctx)
-    config = uvicorn.Config(
-        app,
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        http=guarded_protocol(http_limits(settings)),
-        limit_concurrency=settings.gateway_max_connections,
-        timeout_keep_alive=settings.gateway_keepalive_timeout_sec,  # type: ignore[arg-type]  # a float works
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(DRAIN_GRACE) + 5,
-        lifespan="on",
-    )
-    log.info("listening on http://%s:%s (routes: %s)", settings.gateway_host, settings.gateway_port, ", ".join(routes))
-    _Server(config, ctx).run()
-
-
 def _load(args: argparse.Namespace) -> Settings:
     try:
         return Settings.from_mapping(os.environ, flag_overrides(args))
@@ -194,13 +130,20 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [r for r in routes if r not in ROUTES]
         if unknown:
             raise SystemExit(f"lingma-gateway: unknown route(s) {', '.join(unknown)}; choose from {', '.join(ROUTES)}")
-        _serve_http(settings, routes)
+        from handlers.http_server import http_server
+
+        http_server(settings, routes).run()
         exit_now(0)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds login sessions
     supervisor = SidecarSupervisor(settings, simulator=args.simulator)
-    supervisor.start()
+    supervisor.spawn()
     try:
-        _serve_http(settings, ROUTES, liveness=supervisor.liveness)
+        # The HTTP stack (Litestar, uvicorn, every route) loads while the sidecar starts, not after it.
+        from handlers.http_server import http_server
+
+        server = http_server(settings, ROUTES, liveness=supervisor.liveness)
+        supervisor.wait_started()
+        server.run()
     finally:
         supervisor.stop()
     exit_now(0)

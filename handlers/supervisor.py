@@ -27,6 +27,8 @@ __all__ = ("SidecarSupervisor", "sidecar_command")
 log = logging.getLogger("lingma_gateway")
 
 START_TIMEOUT = 60.0
+START_POLL = 0.01
+"""Seconds between handshake attempts while the sidecar starts (a refused connect costs microseconds)."""
 RESTART_BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0)
 """Seconds before each restart attempt in a row; the last value is the cap."""
 STABLE_UPTIME = 30.0
@@ -93,6 +95,11 @@ class SidecarSupervisor:
 
     def start(self) -> None:
         """The first start; ``SystemExit`` with a clear message when the sidecar cannot run at all."""
+        self.spawn()
+        self.wait_started()
+
+    def spawn(self) -> None:
+        """Start the sidecar without waiting for it, so the caller can load the HTTP stack meanwhile."""
         other = sidecar_identity(self.socket)
         if other is not None:
             raise SystemExit(
@@ -100,8 +107,14 @@ class SidecarSupervisor:
                 f"(pid {other.pid or '?'}, data dir {other.data_dir or '?'}); give this gateway its own --socket "
                 "(GATEWAY_SOCKET) and --data-dir, or stop the other gateway"
             )
+        self._spawn_child()
+
+    def wait_started(self) -> None:
+        """Wait until the spawned sidecar answers as this gateway's own, then watch it; ``SystemExit`` if it fails."""
+        child = self._child
+        assert child is not None, "spawn() first"
         try:
-            self._start_child()
+            self._await_child(child)
         except _StartFailed as exc:
             raise SystemExit(f"lingma-gateway: the sidecar could not start: {exc}") from None
         self._thread = threading.Thread(target=self._watch, name="sidecar supervisor", daemon=True)
@@ -173,6 +186,9 @@ class SidecarSupervisor:
 
     def _start_child(self) -> None:
         """Spawn the sidecar and wait until its own handshake answers on the socket; ``_StartFailed`` if not."""
+        self._await_child(self._spawn_child())
+
+    def _spawn_child(self) -> subprocess.Popen[bytes]:
         with self._lock:
             if self._stopping.is_set():
                 raise _StartFailed("the gateway is stopping")
@@ -181,6 +197,9 @@ class SidecarSupervisor:
                 self._cmd, preexec_fn=die_with_parent(signal.SIGTERM), process_group=0, env=self._env
             )
             self._child = child
+        return child
+
+    def _await_child(self, child: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if self._stopping.is_set():
@@ -203,7 +222,7 @@ class SidecarSupervisor:
             if time.monotonic() > deadline:
                 _terminate(child, 5.0)
                 raise _StartFailed(f"it did not open its socket {Path(self.socket)} within {START_TIMEOUT:g}s")
-            time.sleep(0.05)
+            time.sleep(START_POLL)
 
 
 def _terminate(child: subprocess.Popen[bytes], grace: float) -> None:
