@@ -16,6 +16,7 @@ import json
 import resource
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,25 @@ from bench.lingma_client import LingmaClient
 from bench.procs import Processes, StartupError
 from bench.stack import Gateway, Simulator, free_port, gateway_command, sidecar_pid, sim_command, simulator_pid
 
-__all__ = ("open_streams", "raise_nofile", "startup")
+__all__ = ("nofile_needed", "open_streams", "raise_nofile", "startup")
 
 PING = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "ping"}]}).encode()
 
 
-def raise_nofile() -> tuple[int, int]:
-    """Soft ``RLIMIT_NOFILE`` up to the hard limit; returns (soft, hard) after."""
+def nofile_needed(streams: int) -> int:
+    """Descriptors the open-streams phase needs in its busiest process (serve: the client's socket and its
+    sidecar connection per stream), with room for everything else."""
+    return 2 * streams + 256
+
+
+def raise_nofile(need: int) -> tuple[int, int]:
+    """Soft ``RLIMIT_NOFILE`` up to the hard limit, and both up to ``need`` when allowed (root may raise the
+    hard limit); returns (soft, hard) after. The processes the benchmark starts inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+            soft, hard = need, need
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -119,7 +131,14 @@ class _Peak:
 _ERRORS: list[str] = []
 
 
-async def _gateway_stream(port: int, body: bytes) -> tuple[bool, float]:
+def _timing(started: float, arrivals: list[float]) -> tuple[float, float]:
+    """Time to the first byte, and the worst gap between bytes after it (heartbeats count as bytes)."""
+    if not arrivals:
+        return time.perf_counter() - started, 0.0
+    return arrivals[0] - started, max((b - a for a, b in itertools.pairwise(arrivals)), default=0.0)
+
+
+async def _gateway_stream(port: int, body: bytes) -> tuple[bool, float, float]:
     conn = HttpConnection("127.0.0.1", port)
     arrivals: list[float] = []
     started = time.perf_counter()
@@ -134,11 +153,10 @@ async def _gateway_stream(port: int, body: bytes) -> tuple[bool, float]:
             _ERRORS.append(f"{type(exc).__name__}: {exc}"[:300])
     finally:
         await conn.close()
-    points = [started, *arrivals]
-    return ok, max((b - a for a, b in itertools.pairwise(points)), default=0.0)
+    return ok, *_timing(started, arrivals)
 
 
-async def _baseline_stream(url: str) -> tuple[bool, float]:
+async def _baseline_stream(url: str) -> tuple[bool, float, float]:
     arrivals: list[float] = []
     started = time.perf_counter()
     try:
@@ -149,11 +167,23 @@ async def _baseline_stream(url: str) -> tuple[bool, float]:
             await client.close()
     except Exception:  # noqa: BLE001 - counted as an error
         ok = False
-    points = [started, *arrivals]
-    return ok, max((b - a for a, b in itertools.pairwise(points)), default=0.0)
+    return ok, *_timing(started, arrivals)
 
 
-async def _wave(jobs: list[Any], pids: dict[str, int]) -> tuple[int, float, dict[str, float], float, float]:
+@dataclass
+class _Wave:
+    errors: int
+    ttfb_ms: list[float]
+    """Each stream's time to its first byte, sorted."""
+    worst_gap_ms: float
+    peak_mib: dict[str, float]
+    wall_s: float
+
+    def ttfb(self, share: float) -> float:
+        return round(self.ttfb_ms[min(len(self.ttfb_ms) - 1, int(share * len(self.ttfb_ms)))], 1)
+
+
+async def _wave(jobs: list[Any], pids: dict[str, int]) -> _Wave:
     peak = _Peak(pids)
     stop = asyncio.Event()
     sampler = asyncio.ensure_future(peak.run(stop))
@@ -162,33 +192,44 @@ async def _wave(jobs: list[Any], pids: dict[str, int]) -> tuple[int, float, dict
     wall = time.perf_counter() - started
     stop.set()
     await sampler
-    errors = sum(1 for ok, _ in results if not ok)
-    worst = max(gap for _, gap in results) * 1000
-    return errors, worst, {k: round(v / 1024, 1) for k, v in peak.peak.items()}, round(peak.peak_sum / 1024, 1), wall
+    return _Wave(
+        errors=sum(1 for ok, _, _ in results if not ok),
+        ttfb_ms=sorted(first * 1000 for _, first, _ in results),
+        worst_gap_ms=round(max(gap for _, _, gap in results) * 1000, 1),
+        peak_mib={k: round(v / 1024, 1) for k, v in peak.peak.items()},
+        wall_s=round(wall, 2),
+    )
 
 
 async def open_streams(sim: Simulator, gw: Gateway, count: int, heartbeat_s: float) -> dict[str, Any]:
-    """``gw`` must allow ``count`` turns in flight and send heartbeats every ``heartbeat_s``."""
+    """``gw`` must allow ``count`` turns in flight and send heartbeats every ``heartbeat_s``.
+
+    All streams are sent at once. The worst gap is between bytes of a stream once its first byte came (the
+    heartbeats' job); the time to the first byte is reported apart: a stream commits, and sends its first
+    byte, when its first content or its first heartbeat is due, so it holds the time the burst of starts
+    queued in the gateway plus one heartbeat interval.
+    """
     body = json.dumps({"model": "auto", "stream": True, "messages": [{"role": "user", "content": "BENCH-SLOW"}]})
-    g_err, g_gap, g_peak, _, g_wall = await _wave(
-        [_gateway_stream(gw.port, body.encode()) for _ in range(count)], gw.pids
-    )
-    b_err, b_gap, b_peak, _, b_wall = await _wave(
-        [_baseline_stream(sim.url) for _ in range(count)], {"simulator": sim.pid}
-    )
-    served = g_peak["http"] + g_peak["sidecar"]
+    g = await _wave([_gateway_stream(gw.port, body.encode()) for _ in range(count)], gw.pids)
+    b = await _wave([_baseline_stream(sim.url) for _ in range(count)], {"simulator": sim.pid})
+    served = g.peak_mib["http"] + g.peak_mib["sidecar"]
     return {
         "streams": count,
         "heartbeat_s": heartbeat_s,
-        "errors": g_err,
+        "errors": g.errors,
         "error_samples": list(_ERRORS),
-        "worst_gap_ms": round(g_gap, 1),
-        "peak_rss_mib": g_peak,
+        "worst_gap_ms": g.worst_gap_ms,
+        "ttfb_p50_ms": g.ttfb(0.5),
+        "ttfb_max_ms": g.ttfb(1.0),
+        "peak_rss_mib": g.peak_mib,
         "peak_rss_serve_plus_sidecar_mib": round(served, 1),
-        "wall_s": round(g_wall, 2),
-        "baseline_errors": b_err,
-        "baseline_worst_gap_ms": round(b_gap, 1),
-        "baseline_peak_rss_mib": b_peak["simulator"],
-        "baseline_wall_s": round(b_wall, 2),
-        "rss_ratio": round(served / b_peak["simulator"], 2) if b_peak["simulator"] else None,
+        "wall_s": g.wall_s,
+        "baseline_errors": b.errors,
+        "baseline_worst_gap_ms": b.worst_gap_ms,
+        "baseline_ttfb_p50_ms": b.ttfb(0.5),
+        "baseline_ttfb_max_ms": b.ttfb(1.0),
+        "baseline_peak_rss_mib": b.peak_mib["simulator"],
+        "baseline_wall_s": b.wall_s,
+        "rss_ratio": round(served / b.peak_mib["simulator"], 2) if b.peak_mib["simulator"] else None,
+        "ttfb_max_ratio": round(g.ttfb(1.0) / b.ttfb(1.0), 2) if b.ttfb(1.0) else None,
     }

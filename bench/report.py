@@ -155,10 +155,18 @@ def render_extended(ext: Row) -> str:
         st = ext["streams"]
         out.append(
             f"{st['streams']} open streams (heartbeat {st['heartbeat_s']} s): errors {st['errors']}, worst gap "
-            f"{st['worst_gap_ms']:.0f} ms, peak RSS MiB {st['peak_rss_mib']} (serve+sidecar "
-            f"{st['peak_rss_serve_plus_sidecar_mib']}); baseline: errors {st['baseline_errors']}, worst gap "
-            f"{st['baseline_worst_gap_ms']:.0f} ms, peak RSS {st['baseline_peak_rss_mib']} MiB; ratio {st['rss_ratio']}"
+            f"between bytes {st['worst_gap_ms']:.0f} ms, time to first byte p50/max {st['ttfb_p50_ms']:.0f}/"
+            f"{st['ttfb_max_ms']:.0f} ms, peak RSS MiB {st['peak_rss_mib']} (serve+sidecar "
+            f"{st['peak_rss_serve_plus_sidecar_mib']})"
         )
+        out.append(
+            f"  baseline: errors {st['baseline_errors']}, worst gap {st['baseline_worst_gap_ms']:.0f} ms, first byte "
+            f"p50/max {st['baseline_ttfb_p50_ms']:.0f}/{st['baseline_ttfb_max_ms']:.0f} ms, peak RSS "
+            f"{st['baseline_peak_rss_mib']} MiB; ratios: RSS {st['rss_ratio']}, first byte max {st['ttfb_max_ratio']}"
+        )
+    if "nofile" in ext:
+        n = ext["nofile"]
+        out.append(f"RLIMIT_NOFILE raised from {n['before']} to {n['soft']} (hard {n['hard']}, {n['needed']} needed)")
     out.append(f"load average {ext['loadavg_at_start']} -> {ext['loadavg_at_end']}")
     return "\n".join(out)
 

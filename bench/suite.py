@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import resource
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench.capacity import open_streams, raise_nofile, startup
+from bench.capacity import nofile_needed, open_streams, raise_nofile, startup
 from bench.config import SLOW_GAP_MS, Config, gateway_env
 from bench.extended import agent_session, chunk_series
 from bench.procs import Processes
@@ -48,9 +49,16 @@ async def measure_extended(
             procs.stop_all()
         if cfg.streams <= 0:
             return out | {"loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
-        soft, hard = raise_nofile()
-        out["nofile"] = {"soft": soft, "hard": hard}
-        _progress(f"extended: {cfg.streams} concurrent slow streams (RLIMIT_NOFILE raised to {soft})")
+        before = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        need = nofile_needed(cfg.streams)
+        soft, hard = raise_nofile(need)
+        out["nofile"] = {"before": before, "soft": soft, "hard": hard, "needed": need}
+        _progress(
+            f"extended: {cfg.streams} concurrent slow streams; RLIMIT_NOFILE raised from {before} to {soft} "
+            f"(hard {hard}), about {need} needed"
+        )
+        if soft < need:
+            _progress(f"extended: warning: {soft} descriptors may be too few; streams past them fail with EMFILE")
         env = gateway_env(cfg, base_env, root / "x-streams-sims") | {
             "GATEWAY_MAX_IN_FLIGHT": str(cfg.streams + 100),
             "GATEWAY_INSTANCE_MAX_IN_FLIGHT": str(cfg.streams + 100),

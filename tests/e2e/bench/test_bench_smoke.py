@@ -56,3 +56,25 @@ def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
     processes = data["processes"]
     pids = [*processes["gateway"].values(), processes["baseline_simulator"]]
     assert not [pid for pid in pids if _alive(pid)], "the benchmark left processes running"
+
+
+@pytest.mark.timeout(240)
+def test_extended_phases_run_small_and_report_against_their_baselines(tmp_path: Path) -> None:
+    """Every extended phase at a tiny size: the figures and their same-run baselines are all there."""
+    out = tmp_path / "extended.json"
+    argv = [sys.executable, "-m", "bench", "--only-extended", "--chunk-turns", "6", "--agent-turns", "3"]
+    argv += ["--streams", "20", "--out", str(out)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=230, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "RLIMIT_NOFILE raised from" in done.stdout
+
+    ext = json.loads(out.read_text())["extended"]
+    assert ext["nofile"]["soft"] >= ext["nofile"]["needed"]
+    assert ext["startup"]["to_first_completion_s"] > 0 and ext["startup"]["ratio"] > 0
+    assert ext["agent"]["first_over_second_sidecar"] > 0
+    streams = ext["streams"]
+    assert streams["errors"] == 0 and streams["baseline_errors"] == 0, streams["error_samples"]
+    # Heartbeats every second keep each stream's gaps near that, through the reply's two 2.5 s pauses.
+    assert 0 < streams["worst_gap_ms"] < streams["baseline_worst_gap_ms"]
+    assert streams["ttfb_max_ms"] >= streams["ttfb_p50_ms"] > 0
+    assert streams["rss_ratio"] > 0 and streams["ttfb_max_ratio"] > 0
