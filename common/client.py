@@ -64,6 +64,7 @@ _EVENT_TYPES = (Started, TextDelta, ReasoningDelta, ToolCall, Finished, Failed)
 CONNECT_TIMEOUT = 1.0
 """How long a sidecar may send nothing at all, on any connection, before a handshake gives up on it."""
 UNARY_TIMEOUT = 30.0
+_SETTLE_PASSES = 4
 
 
 def socket_accepts(path: str | Path, timeout: float = 1.0) -> bool:
@@ -173,9 +174,10 @@ class SidecarClient:
         too; one that is only slow because a burst of connections keeps it busy is not (see ``_hello_reply``).
         """
         try:
-            async with asyncio.timeout(self._connect_timeout):
-                reader, writer = await self.transport.connect()
-        except (OSError, TimeoutError) as exc:
+            # Not timed: a Unix-socket connect succeeds or fails (missing, refused, backlog full) at once, and a
+            # busy handler loop may take longer than any timeout to run the callback that completes it.
+            reader, writer = await self.transport.connect()
+        except OSError as exc:
             reason = type(exc).__name__
             raise SidecarUnavailableError(f"the sidecar is not reachable at its socket ({reason})") from None
         conn = _Connection(reader, writer, self._pulse)
@@ -218,10 +220,12 @@ class SidecarClient:
             while True:
                 waiting_since = time.monotonic()
                 await asyncio.wait({answer}, timeout=self._connect_timeout)
-                if not answer.done() and self._pulse.heard_at < waiting_since:
-                    # A loop that was itself too busy may not have read what already arrived: one more pass first.
-                    for _ in range(2):
-                        await asyncio.sleep(0)
+                # A loop that was itself too busy may not yet have read, or handed on, what already arrived: a few
+                # more passes first (each pass polls the sockets, then runs the readers it woke).
+                for _ in range(_SETTLE_PASSES):
+                    if answer.done() or self._pulse.heard_at >= waiting_since:
+                        break
+                    await asyncio.sleep(0)
                 if answer.done():
                     return answer.result()
                 if self._pulse.heard_at < waiting_since:
