@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-__all__ = ("aggregate", "render_cpu", "render_extended", "render_table", "write_json")
+__all__ = ("aggregate", "nofile_text", "render_cpu", "render_extended", "render_table", "write_json")
 
 Row = dict[str, Any]
 
@@ -165,10 +165,15 @@ def render_extended(ext: Row) -> str:
             f"{st['baseline_peak_rss_mib']} MiB; ratios: RSS {st['rss_ratio']}, first byte max {st['ttfb_max_ratio']}"
         )
     if "nofile" in ext:
-        n = ext["nofile"]
-        out.append(f"RLIMIT_NOFILE raised from {n['before']} to {n['soft']} (hard {n['hard']}, {n['needed']} needed)")
+        out.append(nofile_text(ext["nofile"]))
     out.append(f"load average {ext['loadavg_at_start']} -> {ext['loadavg_at_end']}")
     return "\n".join(out)
+
+
+def nofile_text(n: dict[str, int]) -> str:
+    """What the open-streams phase did to its descriptor limit, which the processes it starts inherit."""
+    done = f"raised from {n['before']} to {n['soft']}" if n["soft"] > n["before"] else f"already {n['soft']}"
+    return f"RLIMIT_NOFILE {done} (hard {n['hard']}; {n['needed']} needed for the open streams)"
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

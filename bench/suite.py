@@ -12,6 +12,7 @@ from bench.capacity import nofile_needed, open_streams, raise_nofile, startup
 from bench.config import SLOW_GAP_MS, Config, gateway_env
 from bench.extended import agent_session, chunk_series
 from bench.procs import Processes
+from bench.report import nofile_text
 from bench.stack import Gateway, Simulator, start_gateway
 
 __all__ = ("measure_extended",)
@@ -53,10 +54,7 @@ async def measure_extended(
         need = nofile_needed(cfg.streams)
         soft, hard = raise_nofile(need)
         out["nofile"] = {"before": before, "soft": soft, "hard": hard, "needed": need}
-        _progress(
-            f"extended: {cfg.streams} concurrent slow streams; RLIMIT_NOFILE raised from {before} to {soft} "
-            f"(hard {hard}), about {need} needed"
-        )
+        _progress(f"extended: {cfg.streams} concurrent slow streams; {nofile_text(out['nofile'])}")
         if soft < need:
             _progress(f"extended: warning: {soft} descriptors may be too few; streams past them fail with EMFILE")
         env = gateway_env(cfg, base_env, root / "x-streams-sims") | {

@@ -66,7 +66,7 @@ def test_extended_phases_run_small_and_report_against_their_baselines(tmp_path: 
     argv += ["--streams", "20", "--out", str(out)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=230, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    assert "RLIMIT_NOFILE raised from" in done.stdout
+    assert "RLIMIT_NOFILE " in done.stdout and "needed for the open streams" in done.stdout
 
     ext = json.loads(out.read_text())["extended"]
     assert ext["nofile"]["soft"] >= ext["nofile"]["needed"]
