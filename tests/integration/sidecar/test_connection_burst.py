@@ -64,7 +64,9 @@ def test_connections_opened_all_at_once_are_all_accepted_and_answered(sidecar_fa
 
 async def test_streams_opened_all_at_once_all_finish(sidecar_factory, short_dir: Path) -> None:
     side = sidecar_factory(["--script", str(_script(short_dir))], {"GATEWAY_MAX_IN_FLIGHT": str(BURST * 2)})
-    client = SidecarClient(side.socket)
+    # The liveness rule for slow handshakes has its own tests (test_client_pool.py); here a loaded machine must
+    # not turn a second of sidecar silence into a failure of what this test is about.
+    client = SidecarClient(side.socket, connect_timeout=10)
     op = Complete(conversation=Conversation(model="m", messages=[Message(role="user", content=[TextPart("quick")])]))
     started = asyncio.Event()
 
