@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TypeVar
 
+from common.connection import Connection, Pulse
 from common.conversation import Conversation
 from common.errors import GatewayError, InternalError, ProtocolVersionError, SidecarUnavailableError
-from common.frames import FrameError, pack_frame, read_frame
+from common.frames import pack_frame
 from common.protocol import (
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
@@ -111,47 +112,6 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 _HELLO = pack_frame(encode(Hello(major=PROTOCOL_MAJOR, minor=PROTOCOL_MINOR)))
 
 
-class _Pulse:
-    """When the sidecar last sent a frame on any connection (``time.monotonic``): a busy sidecar is not a lost one."""
-
-    __slots__ = ("heard_at",)
-
-    def __init__(self) -> None:
-        self.heard_at = 0.0
-
-
-class _Connection:
-    __slots__ = ("pulse", "reader", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pulse: _Pulse) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.pulse = pulse
-
-    async def exchange(self, frame: bytes) -> Reply:
-        self.writer.write(frame)
-        await self.writer.drain()
-        return await self.receive()
-
-    async def receive(self) -> Reply:
-        try:
-            body = await read_frame(self.reader)
-        except (FrameError, OSError) as exc:
-            raise SidecarUnavailableError(f"the sidecar connection broke: {exc}") from None
-        if body is None:
-            raise SidecarUnavailableError("the sidecar closed the connection")
-        self.pulse.heard_at = time.monotonic()
-        return decode_reply(body)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-
-    @property
-    def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
-
-
 class SidecarClient:
     """Pooled client; one call at a time per connection, so frames need no request ids."""
 
@@ -159,14 +119,14 @@ class SidecarClient:
         self, target: str | Path | Transport, *, max_idle: int = 32, connect_timeout: float = CONNECT_TIMEOUT
     ) -> None:
         self.transport: Transport = UnixTransport(target) if isinstance(target, (str, Path)) else target
-        self._idle: deque[_Connection] = deque()
+        self._idle: deque[Connection] = deque()
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
-        self._pulse = _Pulse()
+        self._pulse = Pulse()
         self.connections_opened = 0
         """How many connections this client has dialled; tests use it to see reuse."""
 
-    async def _connect(self, first: bytes) -> _Connection:
+    async def _connect(self, first: bytes) -> Connection:
         """Dial, and send the Hello with ``first`` (the call's request frame) in one write: no round trip between them.
 
         A socket that is missing or refuses is ``SidecarUnavailableError`` at once, as is a connection the
@@ -180,7 +140,7 @@ class SidecarClient:
         except OSError as exc:
             reason = type(exc).__name__
             raise SidecarUnavailableError(f"the sidecar is not reachable at its socket ({reason})") from None
-        conn = _Connection(reader, writer, self._pulse)
+        conn = Connection(reader, writer, self._pulse)
         try:
             writer.write(_HELLO + first)
             await writer.drain()
@@ -208,7 +168,7 @@ class SidecarClient:
         self.connections_opened += 1
         return conn
 
-    async def _hello_reply(self, conn: _Connection) -> Reply:
+    async def _hello_reply(self, conn: Connection) -> Reply:
         """The handshake's answer, waiting as long as the sidecar shows it is alive.
 
         Under a burst of new connections both processes are busy and a handshake can take longer than
@@ -236,7 +196,7 @@ class SidecarClient:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await answer
 
-    def _pooled(self) -> _Connection | None:
+    def _pooled(self) -> Connection | None:
         while self._idle:
             conn = self._idle.popleft()
             if conn.usable:
@@ -244,13 +204,13 @@ class SidecarClient:
             conn.close()
         return None
 
-    def _release(self, conn: _Connection) -> None:
+    def _release(self, conn: Connection) -> None:
         if conn.usable and len(self._idle) < self._max_idle:
             self._idle.append(conn)
         else:
             conn.close()
 
-    async def _start(self, op: Request) -> tuple[_Connection, Reply]:
+    async def _start(self, op: Request) -> tuple[Connection, Reply]:
         """Send ``op`` and read the first frame, on a pooled connection or else a new one.
 
         A pooled connection that went stale is replaced once by a new one. On any failure (including
@@ -295,19 +255,21 @@ class SidecarClient:
             raise GatewayError.carrying(first)
 
         async def frames() -> AsyncIterator[Event]:
+            # Frames come a burst at a time: those of one read are yielded without waiting in between.
             nonlocal done
-            frame: Reply = first
+            burst: list[Reply] = [first]
             while True:
-                if not isinstance(frame, _EVENT_TYPES):
-                    raise InternalError(f"unexpected frame {type(frame).__name__} in a stream")
-                if isinstance(frame, (Finished, Failed)):
-                    # Only a terminal read off the wire frees the connection, even if the consumer stops here.
-                    done = True
+                for frame in burst:
+                    if not isinstance(frame, _EVENT_TYPES):
+                        raise InternalError(f"unexpected frame {type(frame).__name__} in a stream")
+                    if isinstance(frame, (Finished, Failed)):
+                        # Only a terminal read off the wire frees the connection, even if the consumer stops here.
+                        done = True
+                        yield frame
+                        return
                     yield frame
-                    return
-                yield frame
                 try:
-                    frame = await conn.receive()
+                    burst = await conn.receive_burst()
                 except SidecarUnavailableError as exc:
                     yield exc.failed  # the terminal of a broken connection, made once where the break is seen
                     return

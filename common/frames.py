@@ -61,23 +61,40 @@ async def read_frame(reader: asyncio.StreamReader, *, max_frame: int = MAX_FRAME
 
 
 class FrameDecoder:
-    """Incremental decoder for callers that receive bytes in arbitrary pieces."""
+    """Incremental decoder for callers that receive bytes in arbitrary pieces.
+
+    One ``feed`` returns every frame the bytes complete, so a reader that takes whatever the socket holds
+    handles a burst of frames in one pass; consumed bytes are dropped once per call, not once per frame.
+    A bad length after good frames is raised by the next call (``feed(b"")`` will do), after those frames.
+    """
 
     def __init__(self, *, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
         self._max = max_frame
 
-    def feed(self, data: bytes) -> list[bytes]:
-        self._buf += data
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a frame not yet complete."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray) -> list[bytes]:
+        buf = self._buf
+        buf += data
         out: list[bytes] = []
-        while len(self._buf) >= _HEADER:
-            size = int.from_bytes(self._buf[:_HEADER], "big")
+        pos, end = 0, len(buf)
+        while end - pos >= _HEADER:
+            size = int.from_bytes(buf[pos : pos + _HEADER], "big")
             if size > self._max:
+                if out:  # the frames before it first; the next call raises
+                    break
                 raise FrameTooLargeError(f"frame of {size} bytes exceeds the {self._max} byte cap")
-            if len(self._buf) < _HEADER + size:
+            stop = pos + _HEADER + size
+            if stop > end:
                 break
-            out.append(bytes(self._buf[_HEADER : _HEADER + size]))
-            del self._buf[: _HEADER + size]
+            out.append(bytes(buf[pos + _HEADER : stop]))
+            pos = stop
+        if pos:
+            del buf[:pos]
         return out
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from common.protocol import Complete, Event, Failed, Finished, Started
 from handlers.body import arrival_time
 from handlers.context import GatewayContext
 from handlers.errors import ClientGoneError
+from handlers.turn_events import OpenTurn
 
 __all__ = (
     "ARGUMENT_FRAGMENT",
@@ -99,7 +100,6 @@ def fragments(text: str, size: int = ARGUMENT_FRAGMENT) -> list[str]:
 # --- the turn and the commit rule ------------------------------------------------------------------------------
 
 DRAIN_GRACE = 10.0
-_END = object()
 
 Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 T = TypeVar("T")
@@ -145,45 +145,6 @@ class StreamEncoder(Protocol):
     def heartbeat(self) -> bytes:
         """The keep-alive written when nothing arrived for a while (docs/dialects.md §1.3)."""
         ...
-
-
-class OpenTurn:
-    """A turn whose events are pumped into a queue, so waiting with a timeout never cancels the read."""
-
-    def __init__(self, client: SidecarClient, op: Complete) -> None:
-        self._queue: asyncio.Queue[Event | BaseException | object] = asyncio.Queue()
-        self._task = asyncio.create_task(self._pump(client, op))
-        self.started: Started | None = None
-        self.pending: list[Event] = []
-
-    async def _pump(self, client: SidecarClient, op: Complete) -> None:
-        try:
-            async with client.stream(op) as events:
-                async for event in events:
-                    await self._queue.put(event)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, who decides
-            await self._queue.put(exc)
-        await self._queue.put(_END)
-
-    async def next(self, timeout: float | None) -> Event | None:
-        """The next event, or ``None`` when ``timeout`` passed first."""
-        try:
-            item = await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            return None
-        if isinstance(item, BaseException):
-            raise item
-        if item is _END:
-            return Failed(code="internal", message="the sidecar ended the turn without a terminal event")
-        return item  # type: ignore[return-value]
-
-    async def aclose(self) -> None:
-        if not self._task.done():
-            self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
 
 
 async def open_turn(
@@ -255,37 +216,53 @@ class _Drain:
         return None if now >= self.deadline else min(heartbeat_sec, 0.5)
 
 
-async def _next_event(turn: OpenTurn, heartbeat_sec: float, drain: _Drain) -> Event | None:
-    """The next event, ``None`` when a heartbeat is due, or a terminal ``Failed`` when the turn cannot go on."""
-    wait = drain.wait(heartbeat_sec, asyncio.get_running_loop().time())
+async def _next_events(turn: OpenTurn, heartbeat_sec: float, drain: _Drain) -> list[Event] | None:
+    """The events already read; ``None`` when a heartbeat is due; a terminal ``Failed`` when the turn cannot go on."""
+    wait = drain.wait(heartbeat_sec, turn.loop.time())
     if wait is None:
-        return Failed(code="upstream_unavailable", message="the gateway is shutting down")
+        return [Failed(code="upstream_unavailable", message="the gateway is shutting down")]
     try:
-        return await turn.next(wait)
+        return await turn.next_burst(wait)
     except Exception as exc:  # noqa: BLE001 - the stream must still end with a terminal
-        return Failed(code="upstream_unavailable", message=f"the turn broke: {type(exc).__name__}")
+        return [Failed(code="upstream_unavailable", message=f"the turn broke: {type(exc).__name__}")]
 
 
 async def stream_body(
     turn: OpenTurn, encoder: StreamEncoder, *, heartbeat_sec: float, draining: asyncio.Event
 ) -> AsyncIterator[bytes]:
-    """The committed part of a streamed turn: exactly one terminal, whatever happens upstream."""
+    """The committed part of a streamed turn: exactly one terminal, whatever happens upstream.
+
+    The events of one burst leave as one piece of the body, so as one write to the client's socket; an
+    event is never held back for one that has not arrived yet.
+    """
     try:
-        yield encoder.start(turn.started or Started(model=""))
-        early = list(turn.pending)
+        head = encoder.start(turn.started or Started(model=""))
+        events: list[Event] | None = [*turn.pending, *turn.ready()]
         drain = _Drain(draining)
         while True:
-            event = early.pop(0) if early else await _next_event(turn, heartbeat_sec, drain)
-            if event is None:
+            if events is None:
                 yield encoder.heartbeat()
-                continue
-            yield encoder.feed(event)
-            if isinstance(event, Failed):
-                log.warning("stream ended with its error event (%s): %s", event.code, event.message)
-            if isinstance(event, (Finished, Failed)):
-                return
+            elif events or head:
+                body, ended = _encode_burst(encoder, events)
+                yield head + body
+                head = b""
+                if ended:
+                    return
+            events = await _next_events(turn, heartbeat_sec, drain)
     finally:
         await turn.aclose()
+
+
+def _encode_burst(encoder: StreamEncoder, events: list[Event]) -> tuple[bytes, bool]:
+    """The bytes of ``events``, up to and including a terminal; and whether there was one."""
+    pieces = []
+    for event in events:
+        pieces.append(encoder.feed(event))
+        if isinstance(event, (Finished, Failed)):
+            if isinstance(event, Failed):
+                log.warning("stream ended with its error event (%s): %s", event.code, event.message)
+            return b"".join(pieces), True
+    return b"".join(pieces), False
 
 
 def instance_of(events: list[Event]) -> str:
