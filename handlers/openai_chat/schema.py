@@ -1,16 +1,21 @@
-"""OpenAI Chat Completions types: the request (docs/dialects.md §2.1, unknown fields ignored) and the
-``chat.completion`` answer (§2.2) as typed shapes; the encoder builds the same JSON."""
+"""OpenAI Chat Completions types: the request (docs/dialects.md §2.1, unknown fields ignored), the
+``chat.completion`` answer (§2.2) and the ``chat.completion.chunk`` events of a stream (§2.3, §2.4).
+
+The encoder builds the answer and the chunks from these types, so what ``/openapi.json`` describes is what
+goes out."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from common.conversation import TokenLimit
 
 __all__ = (
     "ChatCompletion",
+    "ChatCompletionChunk",
     "ChatCompletionRequest",
     "ChatMessage",
     "ChatTool",
@@ -18,6 +23,8 @@ __all__ = (
     "NamedToolChoice",
     "decode_part",
 )
+
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class _Part(msgspec.Struct, tag_field="type"):
@@ -131,7 +138,8 @@ class ChatCompletionRequest(msgspec.Struct):
     top_p: float | None = None
 
 
-# --- the answer ------------------------------------------------------------------------------------------------
+# --- the answer and the stream's chunks --------------------------------------------------------------------------
+# Field order is the order the JSON goes out in; ``UNSET`` fields are left out, ``None`` ones are ``null``.
 
 
 class AnswerFunctionCall(msgspec.Struct):
@@ -141,24 +149,24 @@ class AnswerFunctionCall(msgspec.Struct):
 
 class AnswerToolCall(msgspec.Struct):
     id: str
+    type: Literal["function"]
     function: AnswerFunctionCall
-    type: Literal["function"] = "function"
 
 
 class AssistantMessage(msgspec.Struct, kw_only=True):
-    role: Literal["assistant"]
+    role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: None = None
-    reasoning_content: str | None = None
+    reasoning_content: str | UnsetType = UNSET
     """Lingma's reasoning text, when the model produced any."""
-    tool_calls: list[AnswerToolCall] | None = None
+    tool_calls: list[AnswerToolCall] | UnsetType = UNSET
 
 
-class Choice(msgspec.Struct):
-    index: int
+class Choice(msgspec.Struct, kw_only=True):
+    index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop", "length", "tool_calls"]
     logprobs: None = None
+    finish_reason: FinishReason
 
 
 class PromptTokensDetails(msgspec.Struct):
@@ -173,17 +181,58 @@ class CompletionUsage(msgspec.Struct, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    prompt_tokens_details: PromptTokensDetails | None = None
-    completion_tokens_details: CompletionTokensDetails | None = None
+    prompt_tokens_details: PromptTokensDetails
+    completion_tokens_details: CompletionTokensDetails
 
 
 class ChatCompletion(msgspec.Struct, kw_only=True):
-    """A non-streamed answer; with ``stream: true`` the same content arrives as ``chat.completion.chunk`` SSE."""
+    """A non-streamed answer; with ``stream: true`` the same content arrives as ``ChatCompletionChunk`` SSE."""
 
     id: str
-    object: Literal["chat.completion"]
+    object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
+    system_fingerprint: None = None
     choices: list[Choice]
     usage: CompletionUsage
+
+
+class FunctionDelta(msgspec.Struct, kw_only=True):
+    name: str | UnsetType = UNSET
+    arguments: str
+
+
+class ToolCallDelta(msgspec.Struct, kw_only=True):
+    """A call's first chunk has its id, type and name; the later ones only pieces of its arguments."""
+
+    index: int
+    id: str | UnsetType = UNSET
+    type: Literal["function"] | UnsetType = UNSET
+    function: FunctionDelta
+
+
+class ChunkDelta(msgspec.Struct, kw_only=True):
+    role: Literal["assistant"] | UnsetType = UNSET
+    content: str | UnsetType = UNSET
+    reasoning_content: str | UnsetType = UNSET
+    tool_calls: list[ToolCallDelta] | UnsetType = UNSET
+
+
+class ChunkChoice(msgspec.Struct, kw_only=True):
+    index: int = 0
+    delta: ChunkDelta
+    logprobs: None = None
+    finish_reason: FinishReason | None = None
+
+
+class ChatCompletionChunk(msgspec.Struct, kw_only=True):
+    """One ``data:`` event of a stream; with ``stream_options.include_usage`` every chunk has ``usage`` (null
+    but in the last one, whose ``choices`` is empty)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
     system_fingerprint: None = None
+    choices: list[ChunkChoice]
+    usage: CompletionUsage | UnsetType | None = UNSET
