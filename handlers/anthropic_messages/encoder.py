@@ -12,17 +12,42 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from common.errors import GatewayError
 from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall
-from handlers.anthropic_messages.schema import THINKING_SIGNATURE, TOOL_ID_PREFIX, canonical_json
+from handlers.anthropic_messages.schema import (
+    THINKING_SIGNATURE,
+    TOOL_ID_PREFIX,
+    ContentBlock,
+    ContentBlockDeltaEvent,
+    ContentBlockStartEvent,
+    ContentBlockStopEvent,
+    ErrorDetail,
+    ErrorEvent,
+    InputJsonDeltaOut,
+    Message,
+    MessageDeltaEvent,
+    MessageStartEvent,
+    MessageStopEvent,
+    MessageUsage,
+    PingEvent,
+    SignatureDeltaOut,
+    StopDetails,
+    StopReason,
+    StreamEvent,
+    TextDeltaOut,
+    TextOut,
+    ThinkingDeltaOut,
+    ThinkingOut,
+    ToolUseOut,
+    canonical_json,
+)
 from handlers.errors import anthropic_error_body
 from handlers.streaming import fragments, sse_event
 
-__all__ = ("AnthropicEncoder", "BlockMachine", "Payload", "to_message")
+__all__ = ("AnthropicEncoder", "BlockMachine", "encode_events", "to_message")
 
-Payload = dict[str, Any]
+_Delta = TextDeltaOut | ThinkingDeltaOut | SignatureDeltaOut | InputJsonDeltaOut
 
 
 def _tool_input(call: ToolCall) -> str:
@@ -38,8 +63,8 @@ def _tool_input(call: ToolCall) -> str:
     return canonical_json({"input": call.arguments})
 
 
-def _delta(index: int, delta: Payload) -> Payload:
-    return {"type": "content_block_delta", "index": index, "delta": delta}
+def _usage(total: int, cached: int, output: int) -> MessageUsage:
+    return MessageUsage(input_tokens=max(0, total - cached), output_tokens=output, cache_read_input_tokens=cached)
 
 
 class BlockMachine:
@@ -50,38 +75,18 @@ class BlockMachine:
         self._model = model
         self._want_thinking = want_thinking
         self._next = 0
-        self._open: str | None = None
+        self._open: ContentBlock | None = None
         self._pending_space = ""
         self._tool_uses = 0
         self._input = (0, 0)
         self.done = False
 
-    def start(self, started: Started) -> Payload:
+    def start(self, started: Started) -> MessageStartEvent:
         self._input = (started.input_tokens, started.cached_input_tokens)
-        return {
-            "type": "message_start",
-            "message": {
-                "id": self._message_id,
-                "type": "message",
-                "role": "assistant",
-                "model": self._model,
-                "content": [],
-                "stop_reason": None,
-                "stop_sequence": None,
-                "usage": self._usage(*self._input, 0),
-            },
-        }
+        message = Message(id=self._message_id, model=self._model, content=[], usage=_usage(*self._input, 0))
+        return MessageStartEvent(message=message)
 
-    @staticmethod
-    def _usage(total: int, cached: int, output: int) -> Payload:
-        return {
-            "input_tokens": max(0, total - cached),
-            "output_tokens": output,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": cached,
-        }
-
-    def feed(self, event: Event) -> list[Payload]:
+    def feed(self, event: Event) -> list[StreamEvent]:
         if self.done:
             return []
         if isinstance(event, TextDelta):
@@ -94,74 +99,78 @@ class BlockMachine:
             return self._finish(event)
         if isinstance(event, Failed):
             self.done = True
-            error = anthropic_error_body(event)["error"]
-            return [{"type": "error", "error": error}]
+            body = anthropic_error_body(event)["error"]
+            assert isinstance(body, dict)
+            return [ErrorEvent(error=ErrorDetail(type=body["type"], message=body["message"]))]
         return []
 
-    def _begin(self, kind: str, block: Payload) -> list[Payload]:
+    def _delta(self, delta: _Delta) -> ContentBlockDeltaEvent:
+        return ContentBlockDeltaEvent(index=self._next - 1, delta=delta)
+
+    def _begin(self, block: ContentBlock) -> list[StreamEvent]:
         out = self._close()
-        out.append({"type": "content_block_start", "index": self._next, "content_block": block})
+        out.append(ContentBlockStartEvent(index=self._next, content_block=block))
         self._next += 1
-        self._open = kind
+        self._open = block
         return out
 
-    def _close(self) -> list[Payload]:
+    def _close(self) -> list[StreamEvent]:
         if self._open is None:
             return []
-        index = self._next - 1
-        out: list[Payload] = []
-        if self._open == "thinking":
-            out.append(_delta(index, {"type": "signature_delta", "signature": THINKING_SIGNATURE}))
-        out.append({"type": "content_block_stop", "index": index})
+        out: list[StreamEvent] = []
+        if isinstance(self._open, ThinkingOut):
+            out.append(self._delta(SignatureDeltaOut(signature=THINKING_SIGNATURE)))
+        out.append(ContentBlockStopEvent(index=self._next - 1))
         self._open = None
         return out
 
-    def _text(self, text: str) -> list[Payload]:
-        if self._open == "text":
-            return [_delta(self._next - 1, {"type": "text_delta", "text": text})] if text else []
+    def _text(self, text: str) -> list[StreamEvent]:
+        if isinstance(self._open, TextOut):
+            return [self._delta(TextDeltaOut(text=text))] if text else []
         # Whitespace before a tool call would be an empty-looking text block: hold it until real text comes.
         if not (self._pending_space + text).strip():
             self._pending_space += text
             return []
-        out = self._begin("text", {"type": "text", "text": ""})
-        out.append(_delta(self._next - 1, {"type": "text_delta", "text": self._pending_space + text}))
+        out = self._begin(TextOut(text=""))
+        out.append(self._delta(TextDeltaOut(text=self._pending_space + text)))
         self._pending_space = ""
         return out
 
-    def _thinking(self, text: str) -> list[Payload]:
-        if self._open == "thinking":
-            return [_delta(self._next - 1, {"type": "thinking_delta", "thinking": text})]
-        out = self._begin("thinking", {"type": "thinking", "thinking": ""})
-        out.append(_delta(self._next - 1, {"type": "thinking_delta", "thinking": text}))
+    def _thinking(self, text: str) -> list[StreamEvent]:
+        if isinstance(self._open, ThinkingOut):
+            return [self._delta(ThinkingDeltaOut(thinking=text))]
+        out = self._begin(ThinkingOut(thinking=""))
+        out.append(self._delta(ThinkingDeltaOut(thinking=text)))
         return out
 
-    def _tool_use(self, call: ToolCall) -> list[Payload]:
+    def _tool_use(self, call: ToolCall) -> list[StreamEvent]:
         self._pending_space = ""
-        block = {"type": "tool_use", "id": TOOL_ID_PREFIX + call.id, "name": call.name, "input": {}}
-        out = self._begin("tool_use", block)
-        index = self._next - 1
-        out.extend(_delta(index, {"type": "input_json_delta", "partial_json": p}) for p in fragments(_tool_input(call)))
+        out = self._begin(ToolUseOut(id=TOOL_ID_PREFIX + call.id, name=call.name, input={}))
+        out.extend(self._delta(InputJsonDeltaOut(partial_json=p)) for p in fragments(_tool_input(call)))
         out.extend(self._close())
         self._tool_uses += 1
         return out
 
-    def _finish(self, finished: Finished) -> list[Payload]:
+    def _finish(self, finished: Finished) -> list[StreamEvent]:
         self.done = True
         out = self._close()
-        stop_reason = "max_tokens" if finished.reason == "length" else "end_turn"
+        stop_reason: StopReason = "max_tokens" if finished.reason == "length" else "end_turn"
         if self._tool_uses:
             stop_reason = "tool_use"
         u = finished.usage
         total, cached = (u.input_tokens, u.cached_input_tokens) if u.input_tokens else self._input
-        out.append(
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                "usage": self._usage(total, cached, u.output_tokens),
-            }
-        )
-        out.append({"type": "message_stop"})
+        usage = _usage(total, cached, u.output_tokens)
+        out.append(MessageDeltaEvent(delta=StopDetails(stop_reason=stop_reason), usage=usage))
+        out.append(MessageStopEvent())
         return out
+
+
+def encode_events(events: Sequence[StreamEvent]) -> bytes:
+    """SSE frames whose ``event:`` line is each payload's ``type``."""
+    return b"".join(sse_event(type(e).__struct_config__.tag, e) for e in events)  # type: ignore[arg-type]
+
+
+_PING = encode_events([PingEvent()])
 
 
 class AnthropicEncoder:
@@ -171,46 +180,43 @@ class AnthropicEncoder:
         self._blocks = BlockMachine(message_id=message_id, model=model, want_thinking=want_thinking)
 
     def start(self, started: Started) -> bytes:
-        return _encode([self._blocks.start(started)])
+        return encode_events([self._blocks.start(started)])
 
     def feed(self, event: Event) -> bytes:
-        return _encode(self._blocks.feed(event))
+        return encode_events(self._blocks.feed(event))
 
     def heartbeat(self) -> bytes:
-        return b"" if self._blocks.done else sse_event("ping", {"type": "ping"})
+        return b"" if self._blocks.done else _PING
 
 
-def _encode(payloads: list[Payload]) -> bytes:
-    return b"".join(sse_event(p["type"], p) for p in payloads)
-
-
-def _accumulate(message: Payload, payload: Payload, buffers: dict[int, str]) -> None:
+def _accumulate(message: Message, event: StreamEvent, buffers: dict[int, str]) -> None:
     """Apply one stream event to the message, as the SDKs' stream accumulators do."""
-    kind = payload["type"]
-    if kind == "content_block_start":
-        message["content"].append(dict(payload["content_block"]))
-    elif kind == "content_block_delta":
-        block, delta = message["content"][payload["index"]], payload["delta"]
-        if delta["type"] == "text_delta":
-            block["text"] += delta["text"]
-        elif delta["type"] == "thinking_delta":
-            block["thinking"] += delta["thinking"]
-        elif delta["type"] == "signature_delta":
-            block["signature"] = delta["signature"]
-        elif delta["type"] == "input_json_delta":
-            buffers[payload["index"]] = buffers.get(payload["index"], "") + delta["partial_json"]
-    elif kind == "content_block_stop" and payload["index"] in buffers:
-        message["content"][payload["index"]]["input"] = json.loads(buffers.pop(payload["index"]))
-    elif kind == "message_delta":
-        message.update(payload["delta"])
-        message["usage"].update(payload["usage"])
+    if isinstance(event, ContentBlockStartEvent):
+        message.content.append(event.content_block)
+    elif isinstance(event, ContentBlockDeltaEvent):
+        block, delta = message.content[event.index], event.delta
+        if isinstance(delta, TextDeltaOut) and isinstance(block, TextOut):
+            block.text += delta.text
+        elif isinstance(delta, ThinkingDeltaOut) and isinstance(block, ThinkingOut):
+            block.thinking += delta.thinking
+        elif isinstance(delta, SignatureDeltaOut) and isinstance(block, ThinkingOut):
+            block.signature = delta.signature
+        elif isinstance(delta, InputJsonDeltaOut):
+            buffers[event.index] = buffers.get(event.index, "") + delta.partial_json
+    elif isinstance(event, ContentBlockStopEvent) and event.index in buffers:
+        block = message.content[event.index]
+        if isinstance(block, ToolUseOut):
+            block.input = json.loads(buffers.pop(event.index))
+    elif isinstance(event, MessageDeltaEvent):
+        message.stop_reason, message.stop_sequence = event.delta.stop_reason, event.delta.stop_sequence
+        message.usage = event.usage
 
 
-def to_message(events: Sequence[Event], *, message_id: str, model: str, want_thinking: bool) -> Payload:
+def to_message(events: Sequence[Event], *, message_id: str, model: str, want_thinking: bool) -> Message:
     """Fold a finished turn's events into one ``message`` object; a ``Failed`` raises its error."""
     blocks = BlockMachine(message_id=message_id, model=model, want_thinking=want_thinking)
     started = next((e for e in events if isinstance(e, Started)), Started(model=model))
-    message: Payload = blocks.start(started)["message"]
+    message = blocks.start(started).message
     buffers: dict[int, str] = {}
     for event in events:
         if isinstance(event, Failed):

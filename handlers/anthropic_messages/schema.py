@@ -1,4 +1,4 @@
-"""Anthropic Messages types: the request (docs/dialects.md §4.1), the ``message`` answer and the token count.
+"""Anthropic Messages types: the request (docs/dialects.md §4.1), the ``message`` answer and the stream events.
 
 Unknown request fields are ignored and unknown block types tolerated.
 
@@ -14,6 +14,7 @@ import json
 from typing import Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from common.conversation import TokenLimit
 
@@ -22,6 +23,7 @@ __all__ = (
     "THINKING_SIGNATURE",
     "TOOL_ID_PREFIX",
     "Block",
+    "ContentBlock",
     "CountTokensRequest",
     "DocumentBlock",
     "ImageBlock",
@@ -31,6 +33,7 @@ __all__ = (
     "MessagesRequest",
     "Metadata",
     "OtherBlock",
+    "StreamEvent",
     "TextBlock",
     "ThinkingParam",
     "ToolChoiceParam",
@@ -174,7 +177,10 @@ class MessagesRequest(CountTokensRequest, kw_only=True):
     top_p: float | None = None
 
 
-# --- the answer ------------------------------------------------------------------------------------------------
+# --- the answer and the stream's events --------------------------------------------------------------------------
+# Field order is the order the JSON goes out in; ``UNSET`` fields are left out.
+
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal"]
 
 
 class TextOut(msgspec.Struct, tag="text", tag_field="type"):
@@ -183,7 +189,8 @@ class TextOut(msgspec.Struct, tag="text", tag_field="type"):
 
 class ThinkingOut(msgspec.Struct, tag="thinking", tag_field="type"):
     thinking: str
-    signature: str = ""
+    signature: str | UnsetType = UNSET
+    """Set once the block is closed (a stream's ``content_block_start`` has none)."""
 
 
 class ToolUseOut(msgspec.Struct, tag="tool_use", tag_field="type"):
@@ -192,22 +199,27 @@ class ToolUseOut(msgspec.Struct, tag="tool_use", tag_field="type"):
     input: dict[str, Any]
 
 
+ContentBlock = TextOut | ThinkingOut | ToolUseOut
+
+
 class MessageUsage(msgspec.Struct, kw_only=True):
+    """``input_tokens`` leaves out the cached ones, which are ``cache_read_input_tokens`` (docs/dialects.md §4.4)."""
+
     input_tokens: int
     output_tokens: int
-    cache_read_input_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
 
 
 class Message(msgspec.Struct, kw_only=True):
-    """A non-streamed answer; with ``stream: true`` the same content arrives as Messages SSE events."""
+    """A non-streamed answer; with ``stream: true`` the same content arrives as ``StreamEvent`` SSE."""
 
     id: str
-    type: Literal["message"]
-    role: Literal["assistant"]
+    type: Literal["message"] = "message"
+    role: Literal["assistant"] = "assistant"
     model: str
-    content: list[TextOut | ThinkingOut | ToolUseOut]
-    stop_reason: Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal"] | None
+    content: list[ContentBlock]
+    stop_reason: StopReason | None = None
     stop_sequence: str | None = None
     usage: MessageUsage
 
@@ -216,3 +228,82 @@ class InputTokens(msgspec.Struct):
     """``/v1/messages/count_tokens``: the prompt's size as a turn would send it."""
 
     input_tokens: int
+
+
+class _Event(msgspec.Struct, tag_field="type", kw_only=True):
+    pass
+
+
+class MessageStartEvent(_Event, tag="message_start"):
+    message: Message
+
+
+class ContentBlockStartEvent(_Event, tag="content_block_start"):
+    index: int
+    content_block: ContentBlock
+
+
+class TextDeltaOut(msgspec.Struct, tag="text_delta", tag_field="type"):
+    text: str
+
+
+class ThinkingDeltaOut(msgspec.Struct, tag="thinking_delta", tag_field="type"):
+    thinking: str
+
+
+class SignatureDeltaOut(msgspec.Struct, tag="signature_delta", tag_field="type"):
+    signature: str
+
+
+class InputJsonDeltaOut(msgspec.Struct, tag="input_json_delta", tag_field="type"):
+    partial_json: str
+
+
+class ContentBlockDeltaEvent(_Event, tag="content_block_delta"):
+    index: int
+    delta: TextDeltaOut | ThinkingDeltaOut | SignatureDeltaOut | InputJsonDeltaOut
+
+
+class ContentBlockStopEvent(_Event, tag="content_block_stop"):
+    index: int
+
+
+class StopDetails(msgspec.Struct, kw_only=True):
+    stop_reason: StopReason
+    stop_sequence: str | None = None
+
+
+class MessageDeltaEvent(_Event, tag="message_delta"):
+    delta: StopDetails
+    usage: MessageUsage
+
+
+class MessageStopEvent(_Event, tag="message_stop"):
+    pass
+
+
+class ErrorDetail(msgspec.Struct):
+    type: str
+    message: str
+
+
+class ErrorEvent(_Event, tag="error"):
+    """The stream's failure terminal: the error envelope without ``request_id`` (docs/dialects.md §1.5)."""
+
+    error: ErrorDetail
+
+
+class PingEvent(_Event, tag="ping"):
+    pass
+
+
+StreamEvent = (
+    MessageStartEvent
+    | ContentBlockStartEvent
+    | ContentBlockDeltaEvent
+    | ContentBlockStopEvent
+    | MessageDeltaEvent
+    | MessageStopEvent
+    | ErrorEvent
+    | PingEvent
+)

@@ -6,12 +6,13 @@ import json
 from typing import Any
 
 import anthropic
+import msgspec
 import pytest
 
 from common.errors import GatewayError
 from common.protocol import Event, Failed, Finished, ReasoningDelta, Started, TextDelta, ToolCall, Usage
 from handlers.anthropic_messages.encoder import AnthropicEncoder, to_message
-from handlers.anthropic_messages.schema import THINKING_SIGNATURE
+from handlers.anthropic_messages.schema import THINKING_SIGNATURE, StreamEvent
 from handlers.streaming import fragments
 from tests.support.anthropic_sse import check_stream, comparable, parse_sse, sdk_final_message
 
@@ -27,7 +28,10 @@ def encode(events: list[Event], *, thinking: bool = False, started: Started = ST
 
 
 def fold(events: list[Event], *, thinking: bool = False, started: Started = STARTED) -> dict[str, Any]:
-    return to_message([started, *events], message_id="msg_test", model=MODEL, want_thinking=thinking)
+    """The non-stream body as JSON data, as the route sends it."""
+    message = to_message([started, *events], message_id="msg_test", model=MODEL, want_thinking=thinking)
+    data: dict[str, Any] = msgspec.to_builtins(message)
+    return data
 
 
 def assert_fold_matches_sdk(raw: bytes, events: list[Event], *, thinking: bool = False) -> dict[str, Any]:
@@ -237,3 +241,19 @@ def test_empty_and_non_object_arguments_still_give_an_object() -> None:
 def test_usage_falls_back_to_started_when_finished_has_none() -> None:
     summary = check_stream(encode([TextDelta("x"), Finished()]))
     assert summary.usage["input_tokens"] == 70 and summary.usage["cache_read_input_tokens"] == 50
+
+
+def test_every_stream_event_is_a_typed_event_named_by_its_type() -> None:
+    events: list[Event] = [
+        ReasoningDelta(text="plan"),
+        TextDelta(text="Let me look."),
+        call(0, "t1", "Bash", {"command": "ls -la " + "x" * 80}),
+        Finished(usage=USAGE),
+    ]
+    raw = encode(events, thinking=True)
+    frames = [frame.split(b"\n") for frame in raw.split(b"\n\n") if frame]
+    for name_line, data_line in frames:
+        data = data_line.removeprefix(b"data: ")
+        typed = msgspec.json.decode(data, type=StreamEvent, strict=True)
+        assert name_line == b"event: " + type(typed).__struct_config__.tag.encode()  # type: ignore[union-attr]
+        assert msgspec.json.encode(typed) == data

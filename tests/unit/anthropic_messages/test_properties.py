@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -82,7 +83,7 @@ def test_any_event_sequence_keeps_block_discipline_and_one_terminal(
         total = terminal.usage.input_tokens or 10  # a Finished without usage keeps Started's count
         assert summary.usage["input_tokens"] + summary.usage["cache_read_input_tokens"] == total
         folded = to_message([*events, terminal], message_id="msg_p", model="m", want_thinking=thinking)
-        assert comparable(sdk_final_message(raw)) == comparable(folded)
+        assert comparable(sdk_final_message(raw)) == comparable(msgspec.to_builtins(folded))
     else:
         assert summary.error is not None
         try:
