@@ -1,8 +1,8 @@
 """What every route needs at run time, owned by the app's lifespan and reached through ``app.state``.
 
 Routes receive it by dependency injection (``gateway: GatewayContext``, from ``GATEWAY_DEPENDENCIES``), and
-the API key check is a guard (``require_api_key``) that runs before the body is read; the key it let in is
-``caller_key(request)``.
+the key checks are guards (``require_api_key``, ``require_admin``) that run before the body is read; the API
+key let in is ``caller_key(request)``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ __all__ = (
     "context_of",
     "key_fingerprint",
     "matches_any",
+    "require_admin",
     "require_api_key",
 )
 
@@ -118,6 +119,11 @@ GATEWAY_DEPENDENCIES = {"gateway": Provide(_provide_gateway)}
 def require_api_key(connection: Connection, _handler: BaseRouteHandler) -> None:
     """The guard of every dialect route: 401 in the route's dialect unless the caller's key is one of ours."""
     connection.scope.setdefault("state", {})[_CALLER_KEY] = context_of(connection).authenticate(connection)
+
+
+def require_admin(connection: Connection, _handler: BaseRouteHandler) -> None:
+    """The guard of the operator routes: ``ADMIN_TOKEN``, else an API key (404 with neither)."""
+    context_of(connection).authenticate_admin(connection)
 
 
 def caller_key(request: Connection) -> str:

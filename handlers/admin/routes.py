@@ -6,12 +6,13 @@ from __future__ import annotations
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from common.errors import NotFoundError
 from common.log import REQUEST_ID
 from common.protocol import AdminResult, ExportSession, LoginStart, LoginStatus
 from handlers.apidoc import api
-from handlers.context import context_of
+from handlers.context import GatewayContext, require_admin
 from handlers.errors import openai_exception_handlers
 from handlers.status import router as status_router
 
@@ -20,28 +21,33 @@ __all__ = ("router",)
 
 @get(
     "/internal/stats",
+    guards=[require_admin],
     opt=api("The sidecar's counters: instances, backpressure, cache, tools", "Operations", auth="admin"),
 )
-async def stats(request: Request[object, object, State]) -> Response[bytes]:
-    ctx = context_of(request)
-    ctx.authenticate_admin(request)
-    return Response(msgspec.json.encode(await ctx.client.stats()), media_type="application/json")
+async def stats(request: Request[object, object, State], gateway: NamedDependency[GatewayContext]) -> Response[bytes]:
+    return Response(msgspec.json.encode(await gateway.client.stats()), media_type="application/json")
 
 
-@get("/internal/usage", opt=api("Turns and tokens per API key name and model", "Operations", auth="admin"))
-async def usage(request: Request[object, object, State]) -> Response[bytes]:
+@get(
+    "/internal/usage",
+    guards=[require_admin],
+    opt=api("Turns and tokens per API key name and model", "Operations", auth="admin"),
+)
+async def usage(request: Request[object, object, State], gateway: NamedDependency[GatewayContext]) -> Response[bytes]:
     """Turns and tokens per API key name and model since the sidecar started (see docs/usage-and-tools.md)."""
-    ctx = context_of(request)
-    ctx.authenticate_admin(request)
-    stats = await ctx.client.stats()
+    stats = await gateway.client.stats()
     return Response(msgspec.json.encode(stats.usage), media_type="application/json")
 
 
-@get("/internal/models/raw", opt=api("Lingma's own model list, unchanged (?instance=ID)", "Operations", auth="admin"))
-async def raw_models(request: Request[object, object, State]) -> Response[bytes]:
-    ctx = context_of(request)
-    ctx.authenticate_admin(request)
-    raw = await ctx.client.raw_models(request.query_params.get("instance"))
+@get(
+    "/internal/models/raw",
+    guards=[require_admin],
+    opt=api("Lingma's own model list, unchanged (?instance=ID)", "Operations", auth="admin"),
+)
+async def raw_models(
+    request: Request[object, object, State], gateway: NamedDependency[GatewayContext]
+) -> Response[bytes]:
+    raw = await gateway.client.raw_models(request.query_params.get("instance"))
     return Response(raw.encode(), media_type="application/json")
 
 
@@ -52,23 +58,28 @@ def _json(result: AdminResult) -> Response[bytes]:
 @post(
     "/internal/auto-login/start",
     status_code=200,
+    guards=[require_admin],
     opt=api("Start a browser login (?instance=ID; the first logged-out one without)", "Operations", auth="admin"),
 )
-async def auto_login_start(request: Request[object, object, State]) -> Response[bytes]:
-    ctx = context_of(request)
-    ctx.authenticate_admin(request)
+async def auto_login_start(
+    request: Request[object, object, State], gateway: NamedDependency[GatewayContext]
+) -> Response[bytes]:
     show = request.query_params.get("show_browser", "").lower() in ("1", "true", "yes")
     op = LoginStart(
         instance=request.query_params.get("instance") or None, show_browser=show, request_id=REQUEST_ID.get()
     )
-    return _json(await ctx.client.admin(op))
+    return _json(await gateway.client.admin(op))
 
 
-@get("/internal/auto-login/status", opt=api("Each instance's login state and attempts", "Operations", auth="admin"))
-async def auto_login_status(request: Request[object, object, State]) -> Response[bytes]:
-    ctx = context_of(request)
-    ctx.authenticate_admin(request)
-    return _json(await ctx.client.admin(LoginStatus()))
+@get(
+    "/internal/auto-login/status",
+    guards=[require_admin],
+    opt=api("Each instance's login state and attempts", "Operations", auth="admin"),
+)
+async def auto_login_status(
+    request: Request[object, object, State], gateway: NamedDependency[GatewayContext]
+) -> Response[bytes]:
+    return _json(await gateway.client.admin(LoginStatus()))
 
 
 @post(
@@ -76,19 +87,21 @@ async def auto_login_status(request: Request[object, object, State]) -> Response
     status_code=200,
     opt=api("Export a logged-in instance as a session bundle (needs ADMIN_TOKEN)", "Operations", auth="admin"),
 )
-async def session_export(request: Request[object, object, State]) -> Response[bytes]:
-    ctx = context_of(request)
-    if not ctx.settings.admin_token:
-        if not ctx.settings.api_keys:
+async def session_export(
+    request: Request[object, object, State], gateway: NamedDependency[GatewayContext]
+) -> Response[bytes]:
+    """Checks its own access: without ``ADMIN_TOKEN`` it refuses with 403 before any key is looked at."""
+    if not gateway.settings.admin_token:
+        if not gateway.settings.api_keys:
             raise NotFoundError("not found")
         body = (
             b'{"error": {"message": "session export hands out account credentials: it requires ADMIN_TOKEN, '
             b'which is not set", "type": "permission_error", "param": null, "code": "admin_token_required"}}'
         )
         return Response(body, status_code=403, media_type="application/json")
-    ctx.authenticate_admin(request)
+    gateway.authenticate_admin(request)
     op = ExportSession(instance=request.query_params.get("instance") or None, request_id=REQUEST_ID.get())
-    return _json(await ctx.client.admin(op))
+    return _json(await gateway.client.admin(op))
 
 
 router = Router(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from litestar import Request, Response, Router, get
-from litestar.datastructures import State
+from litestar import Response, Router, get
+from litestar.di import NamedDependency
+from litestar.handlers import BaseRouteHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
@@ -13,7 +14,7 @@ from prometheus_client.registry import CollectorRegistry
 from common.errors import GatewayError, UnauthorizedError
 from common.stats import InstanceState, StatsReport
 from handlers.apidoc import api
-from handlers.context import GatewayContext, api_key_of, context_of, matches_any
+from handlers.context import Connection, GatewayContext, api_key_of, context_of, matches_any
 from handlers.errors import openai_exception_handlers
 from handlers.metrics.usage import usage_metrics
 from handlers.observability import HTTP_METRICS
@@ -85,7 +86,9 @@ class _Snapshot:
         yield from sidecar_metrics(self.stats)
 
 
-def _authorise(ctx: GatewayContext, request: Request[object, object, State]) -> None:
+def _authorise(request: Connection, _handler: BaseRouteHandler) -> None:
+    """The guard of ``/metrics``: public, ``METRICS_TOKEN``, or an API key (docs/operations.md §2)."""
+    ctx = context_of(request)
     settings = ctx.settings
     if settings.metrics_public or (not settings.metrics_token and not settings.api_keys):
         return
@@ -98,13 +101,15 @@ def _authorise(ctx: GatewayContext, request: Request[object, object, State]) -> 
     raise UnauthorizedError("invalid or missing metrics token")
 
 
-@get("/metrics", opt=api("Prometheus metrics", "Operations", media_type=CONTENT_TYPE_LATEST, auth="metrics"))
-async def metrics(request: Request[object, object, State]) -> Response[bytes]:
-    ctx = context_of(request)
-    _authorise(ctx, request)
+@get(
+    "/metrics",
+    guards=[_authorise],
+    opt=api("Prometheus metrics", "Operations", media_type=CONTENT_TYPE_LATEST, auth="metrics"),
+)
+async def metrics(gateway: NamedDependency[GatewayContext]) -> Response[bytes]:
     body = generate_latest(HTTP_METRICS.registry) + generate_latest(_BUILD_INFO)
     try:
-        stats = await ctx.client.stats()
+        stats = await gateway.client.stats()
     except GatewayError as exc:
         body += f"# sidecar unavailable: {exc.code}\nlingma_gateway_sidecar_up 0\n".encode()
     else:
