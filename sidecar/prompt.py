@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -96,16 +96,31 @@ class _Blocks:
         self._blocks: OrderedDict[bytes, str] = OrderedDict()
         self._lock = threading.Lock()  # prompts are rendered on the offload threads
 
-    def get(self, msg: Message, names: dict[str, str]) -> str:
-        key = _encode(msg)
+    def render(self, history: Sequence[Message], names: dict[str, str], encoded: Mapping[int, bytes]) -> list[str]:
+        """The blocks of ``history``'s messages (instructions left out), rendering only those not seen before."""
+        msgs = [m for m in history if m.role not in ("system", "developer")]
+        keys = [self._key(m, names, encoded) for m in msgs]
+        with self._lock:
+            found = [self._blocks.get(key) for key in keys]
+            for key, block in zip(keys, found, strict=True):
+                if block is not None:
+                    self._blocks.move_to_end(key)
+        out: list[str] = []
+        for msg, key, block in zip(msgs, keys, found, strict=True):
+            if block is None:
+                block = _history_block(msg, names)
+                self._add(key, block)
+            out.append(block)
+        return out
+
+    @staticmethod
+    def _key(msg: Message, names: dict[str, str], encoded: Mapping[int, bytes]) -> bytes:
+        key = encoded.get(id(msg)) or _encode(msg)
         if msg.role == "tool" and msg.name is None and msg.tool_call_id in names:
             key += b"\0" + names[msg.tool_call_id].encode("utf-8", "surrogatepass")
-        with self._lock:
-            found = self._blocks.get(key)
-            if found is not None:
-                self._blocks.move_to_end(key)
-                return found
-        block = _history_block(msg, names)
+        return key
+
+    def _add(self, key: bytes, block: str) -> None:
         with self._lock:
             if key not in self._blocks:
                 self._bytes += len(key) + len(block)
@@ -113,7 +128,6 @@ class _Blocks:
             while self._bytes > self._max_bytes and self._blocks:
                 old_key, old_block = self._blocks.popitem(last=False)
                 self._bytes -= len(old_key) + len(old_block)
-        return block
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -125,23 +139,34 @@ def _history_block(msg: Message, names: dict[str, str]) -> str:
     return body if msg.role == "tool" else f"<{msg.role}>\n{body}\n</{msg.role}>"
 
 
-def _render_history(history: Sequence[Message], names: dict[str, str]) -> str:
-    blocks = [_BLOCKS.get(msg, names) for msg in history if msg.role not in ("system", "developer")]
-    if not blocks:
-        return ""
-    return "<conversation_history>\n" + "\n".join(blocks) + "\n</conversation_history>"
+def _history_section(history: Sequence[Message], names: dict[str, str], encoded: Mapping[int, bytes]) -> list[str]:
+    """The history's lines (joined with newlines by ``render``): one join for the whole prompt, not one each."""
+    blocks = _BLOCKS.render(history, names, encoded)
+    return ["<conversation_history>", *blocks, "</conversation_history>"] if blocks else []
 
 
-def render(conversation: Conversation, *, tools: Sequence[ToolSpec], choice: ToolChoice) -> RenderedPrompt:
+def render(
+    conversation: Conversation,
+    *,
+    tools: Sequence[ToolSpec],
+    choice: ToolChoice,
+    encoded: Mapping[int, bytes] | None = None,
+) -> RenderedPrompt:
+    """The prompt; ``encoded`` may hold the messages' msgpack by ``id`` (``session_key.encode_each``), to share."""
     messages = conversation.messages
     history, new_turn = split_turn(messages)
     names = _call_names(messages)
     new_text = _render_new_turn(new_turn, names)
-    sections = [
-        _instructions(messages),
-        render_contract(tools, choice),
-        _render_history(history, names),
-        new_text if new_text else "Continue.",
-    ]
-    full = "\n\n".join(s for s in sections if s)
+    parts: list[str] = []
+    for section in (
+        [_instructions(messages)],
+        [render_contract(tools, choice)],
+        _history_section(history, names, encoded or {}),
+        [new_text if new_text else "Continue."],
+    ):
+        if section and section[0]:
+            parts += ["\n\n", section[0]] if parts else [section[0]]
+            for line in section[1:]:
+                parts += ["\n", line]
+    full = "".join(parts)
     return RenderedPrompt(full=full, reply=new_text, history=history)

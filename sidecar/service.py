@@ -37,7 +37,7 @@ from sidecar.offload import Offload
 from sidecar.pool import Pool
 from sidecar.prompt import RenderedPrompt, render
 from sidecar.session_cache import SessionCache
-from sidecar.session_key import KeyChain
+from sidecar.session_key import KeyChain, encode_each
 from sidecar.stats import StatsBook
 from sidecar.tokens import count_tokens, tokenizer_name
 from sidecar.turn import TurnPlan, TurnRunner, cached_tokens, reused_session
@@ -205,8 +205,9 @@ def _prepare(
     conv: Conversation, tools: list[ToolSpec], choice: ToolChoice, reuse: bool
 ) -> tuple[RenderedPrompt, KeyChain, str | None, int, int]:
     """The prompt, the key chain, the key of its history (when reuse may apply), its token counts: size-bound work."""
-    prompt = render(conv, tools=tools, choice=choice)
-    chain = KeyChain(conv.api_key_fingerprint, tools, conv.messages)
+    encoded = encode_each(conv.messages)
+    prompt = render(conv, tools=tools, choice=choice, encoded=encoded)
+    chain = KeyChain(conv.api_key_fingerprint, tools, conv.messages, encoded)
     key = None
     if reuse and prompt.history and prompt.reply:
         key = chain.history_key(prompt.history)

@@ -11,15 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from common.conversation import ImagePart, Message, TextPart, ToolCallRecord, ToolSpec
 
-__all__ = ("KeyChain", "conversation_key", "merge_assistant_runs", "reply_message")
+__all__ = ("KeyChain", "conversation_key", "encode_each", "merge_assistant_runs", "reply_message")
 
 
 def _canonical_args(arguments: str, kind: str) -> object:
@@ -109,6 +109,11 @@ _PREFIXES = _Prefixes()
 _encode = msgspec.msgpack.Encoder().encode
 
 
+def encode_each(messages: Sequence[Message]) -> dict[int, bytes]:
+    """Each message's msgpack, by ``id``: one pass a turn's renderer and key chain share (while it holds them)."""
+    return {id(m): _encode(m) for m in messages}
+
+
 def _instruction(messages: Sequence[Message]) -> str:
     """The system and developer text, folded into one instruction."""
     return "\n\n".join(t for m in messages if m.role in ("system", "developer") if (t := m.text().strip()))
@@ -121,6 +126,45 @@ def _link(previous: bytes, data: bytes) -> bytes:
     return digest.digest()[:16]
 
 
+class _RecentChains:
+    """The last chains built, with their messages' bytes, so a resent history's links are not hashed again.
+
+    An agent's body is its last body with a message or two more: comparing the bytes message by message is a
+    memory compare, where hashing them again costs time in proportion to the history. Equal bytes give
+    equal links, so the links taken over are exactly those hashing would give.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self._entries: deque[tuple[bytes, list[bytes], list[bytes]]] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def shared(self, head: bytes, encodings: list[bytes]) -> list[bytes]:
+        """The links of the longest run of leading messages a recent chain with the same head had too."""
+        with self._lock:
+            entries = list(self._entries)
+        best: list[bytes] = []
+        for their_head, theirs, links in reversed(entries):
+            if their_head != head:
+                continue
+            n = 0
+            for mine, their in zip(encodings, theirs, strict=False):
+                if mine != their:
+                    break
+                n += 1
+            if n > len(best):
+                best = links[:n]
+            if n in (len(theirs), len(encodings)):
+                break  # the whole of one matches: good enough (what is not shared is hashed)
+        return best
+
+    def add(self, head: bytes, encodings: list[bytes], links: list[bytes]) -> None:
+        with self._lock:
+            self._entries.append((head, encodings, list(links)))
+
+
+_RECENT = _RecentChains()
+
+
 class KeyChain:
     """The keys of one conversation and of its prefixes, from one pass over its messages.
 
@@ -129,17 +173,28 @@ class KeyChain:
     links are computed once and shared.
     """
 
-    def __init__(self, fingerprint: str, tools: Sequence[ToolSpec], messages: Sequence[Message]) -> None:
+    def __init__(
+        self,
+        fingerprint: str,
+        tools: Sequence[ToolSpec],
+        messages: Sequence[Message],
+        encoded: Mapping[int, bytes] | None = None,
+    ) -> None:
+        """``encoded`` may hold the messages' msgpack by ``id`` (``encode_each``), shared with the renderer."""
         self._fingerprint, self._tools = fingerprint, tools
         self._instruction = _instruction(messages)
         spec = [[t.name, t.kind, t.description, _canonical_args(t.parameters, "function")] for t in tools]
         self._head = _dumps([fingerprint, spec, self._instruction])[:-1] + ", ["
         self.body = merge_assistant_runs([m for m in messages if m.role not in ("system", "developer")])
-        link = _link(b"", self._head.encode("utf-8", "surrogatepass"))
-        self._links: list[bytes] = []
-        for msg in self.body:
-            link = _link(link, _encode(msg))
+        head = _link(b"", self._head.encode("utf-8", "surrogatepass"))
+        encoded = encoded or {}
+        encodings = [encoded.get(id(msg)) or _encode(msg) for msg in self.body]
+        self._links = _RECENT.shared(head, encodings)
+        link = self._links[-1] if self._links else head
+        for data in encodings[len(self._links) :]:
+            link = _link(link, data)
             self._links.append(link)
+        _RECENT.add(head, encodings, self._links)
 
     def history_key(self, history: Sequence[Message]) -> str:
         """The key of ``history``: this chain's messages up to (and with) the last assistant message.
