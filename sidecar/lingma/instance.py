@@ -85,6 +85,7 @@ class LingmaInstance:
             interval=probe_interval,
             timeout=probe_timeout,
             misses=probe_misses,
+            activity=self._messages_received,
         )
         self._probing: asyncio.Task[None] | None = None
 
@@ -264,6 +265,10 @@ class LingmaInstance:
             # Logged in means a truthy user id (docs/lingma-protocol.md §4.1).
             self.set_state("ready" if status.get("id") else "login_required")
         return status
+
+    def _messages_received(self) -> int:
+        conn = self._conn
+        return conn.messages_received if conn is not None else 0
 
     def _probe_wanted(self) -> bool:
         return self._state in ("ready", "login_required") and self._conn is not None and not self._conn.closed

@@ -4,7 +4,9 @@ The same call serves two purposes. Its answer is the live login state (an instan
 means rejoins the rotation, one whose login expired leaves it), and its absence is the liveness signal:
 a process that misses ``misses`` probes in a row is hung, and ``on_hung`` takes it out and restarts it.
 After a miss the next probe goes out at once, so a hang is detected in about
-``interval + misses * timeout`` seconds.
+``interval + misses * timeout`` seconds. A probe that goes unanswered while the process keeps sending
+other messages (``activity``: under a burst of turns its answer waits behind theirs) is busy, not hung,
+and is not a miss.
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ class Prober:
         interval: float,
         timeout: float,
         misses: int,
+        activity: Callable[[], int] | None = None,
     ) -> None:
         self.name = name
         self._probe = probe
+        self._activity = activity or (lambda: 0)
+        """A count of the messages the process has sent: if it moved during a probe, the process is alive."""
         self._can_probe = can_probe
         self._on_hung = on_hung
         self.interval = interval
@@ -45,6 +50,8 @@ class Prober:
         self.probes_total = 0
         self.missed_total = 0
         self.hung_total = 0
+        self.busy_total = 0
+        """Probes unanswered in time while the process kept sending other messages."""
         self.last_answer_at: float | None = None
         self._wake = asyncio.Event()
 
@@ -67,10 +74,16 @@ class Prober:
             self.misses = 0
             return None
         self.probes_total += 1
+        sent = self._activity()
         try:
             async with asyncio.timeout(self.timeout):
                 await self._probe(self.timeout)
         except (TimeoutError, UpstreamTimeoutError):
+            if self._activity() != sent:
+                self.busy_total += 1
+                log.info("%s answered other messages but not auth/status within %gs: busy, not hung",
+                         self.name, self.timeout)  # fmt: skip
+                return None
             return await self._missed()
         except GatewayError as exc:
             # The connection went away: the supervisor sees that on its own and restarts the process.

@@ -155,6 +155,8 @@ class RpcConnection:
         self._by_session: dict[str, list[Subscription]] = {}
         """Subscriptions that named their session, for pushes that carry a ``sessionId`` but no ``requestId``."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self.messages_received = 0
+        """WebSocket messages read from Lingma: the instance's prober takes any as a sign of life."""
         self._closed_reason: str | None = None
         self._closed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
@@ -250,6 +252,7 @@ class RpcConnection:
             while True:
                 # Bytes, not text: the frame parser cuts by byte length, so decoding first would be wasted.
                 message = await self._ws.recv(decode=False)
+                self.messages_received += 1
                 for frame in self._parser.feed(message):
                     reply = self._dispatch(frame)
                     if reply is not None:

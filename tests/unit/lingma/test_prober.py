@@ -75,3 +75,26 @@ async def test_a_miss_and_a_poke_probe_again_at_once() -> None:
         assert prober.last_answer_at is not None
     finally:
         task.cancel()
+
+
+async def test_an_unanswered_probe_while_the_process_keeps_sending_is_busy_not_hung() -> None:
+    """Under a burst of turns the answer to ``auth/status`` waits behind theirs; the process is not hung for it."""
+    target = Target()
+    sent = [0]
+
+    async def slow_but_talking(timeout: float) -> object:
+        sent[0] += 1  # the process answers other requests meanwhile
+        await asyncio.sleep(10)
+        return {}
+
+    prober = Prober("inst-x", probe=slow_but_talking, can_probe=lambda: True, on_hung=target.on_hung,
+                    interval=60.0, timeout=0.05, misses=2, activity=lambda: sent[0])  # fmt: skip
+    for _ in range(4):
+        assert await prober.probe_once() is None
+    assert target.hung == [] and prober.missed_total == 0 and prober.busy_total == 4
+    # Silent as well as unanswered: that is a hang.
+    silent = Prober("inst-x", probe=target.probe, can_probe=lambda: True, on_hung=target.on_hung,
+                    interval=60.0, timeout=0.05, misses=2, activity=lambda: sent[0])  # fmt: skip
+    target.answers = ["hang", "hang"]
+    assert [await silent.probe_once() for _ in range(2)] == [False, False]
+    assert target.hung == ["inst-x missed 2 liveness probes of 0.05s: it is hung"]
