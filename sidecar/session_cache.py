@@ -6,10 +6,14 @@ other starts fresh. A claim is a context manager the turn spends: once Lingma ha
 (or said it no longer holds it) the entry is used up; an unspent claim is given back on exit.
 
 Stores are written behind (docs/performance.md): kept in memory and written by one task, all that gathered
-in one transaction (group commit), so no turn waits for SQLite to store its state. Claims and response
-lookups see pending stores. ``close`` (SIGTERM) writes them all; a kill -9 loses only those of the last
-moments, which costs the next turn a fresh session (or a ``previous_response_id`` its not-found error), never
-a wrong answer.
+in one transaction (group commit), so no turn waits for SQLite to store its session state. Claims and
+response lookups see pending stores. ``close`` (SIGTERM) writes them all; a kill -9 loses only the session
+stores of the last moments, which costs the next turn a fresh session, never a wrong answer.
+
+A response is different: its client holds its id and sends only what comes after it, so a lost response
+cannot be made up by a fresh turn. ``store`` hands back a future for the commit that holds the response, and
+the turn awaits it before its terminal: an id a client has been given is already on disk. It shares the
+group commit with every other store, so it costs one commit's latency, not one transaction per response.
 
 Eviction is least recently used. An entry is used once, when it is claimed (and then deleted), so its last use
 before that is when it was stored or given back: ``last_used`` is that time, and eviction drops the oldest.
@@ -104,6 +108,8 @@ class SessionCache:
         """Held while SQLite is written or read, so pending stores are either in memory or committed."""
         self._sessions: dict[str, tuple[SessionState, float]] = {}
         self._responses: dict[str, tuple[ResponseDelta, float]] = {}
+        self._committed: list[asyncio.Future[None]] = []
+        """Waiters for the commit that will hold the pending responses."""
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._flushes = 0
@@ -165,13 +171,21 @@ class SessionCache:
 
     # -- stores ---------------------------------------------------------------------------------------
 
-    def store(self, state: SessionState | None, response: ResponseDelta | None = None) -> None:
-        """Keep a turn's session state and its response for the writer; returns at once."""
+    def store(self, state: SessionState | None, response: ResponseDelta | None = None) -> asyncio.Future[None] | None:
+        """Keep a turn's session state and its response for the writer; returns at once.
+
+        With a response, the future is done once the transaction that holds it has committed (or failed,
+        which is logged and counted as a store failure).
+        """
         if state is not None:
             self._put(state, "stored")
-        if response is not None and self._writing(response.id):
-            self._responses[response.id] = (response, time.time())
-            self._wake.set()
+        if response is None or not self._writing(response.id):
+            return None
+        self._responses[response.id] = (response, time.time())
+        committed = asyncio.get_running_loop().create_future()
+        self._committed.append(committed)
+        self._wake.set()
+        return committed
 
     def _put(self, state: SessionState, counter: str) -> None:
         if self._writing(state.key):
@@ -191,8 +205,14 @@ class SessionCache:
         async with self._lock:
             sessions, self._sessions = self._sessions, {}
             responses, self._responses = self._responses, {}
-            if sessions or responses:
-                await self._write(sessions, responses)
+            committed, self._committed = self._committed, []
+            try:
+                if sessions or responses:
+                    await self._write(sessions, responses)
+            finally:
+                for waiter in committed:
+                    if not waiter.done():
+                        waiter.set_result(None)
 
     async def _write_behind(self) -> None:
         while True:

@@ -9,6 +9,7 @@ state, and the response's delta, are stored for reuse.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -35,6 +36,9 @@ from sidecar.tools.stream import CallOut, TextOut, ToolCallFilter
 __all__ = ("Attempt", "TurnPlan", "TurnRunner", "reused_session")
 
 log = logging.getLogger("lingma_gateway.turn")
+
+_RESPONSE_COMMIT_WAIT = 10.0
+"""How long a Responses turn waits for its delta's commit before its terminal goes out anyway."""
 
 
 @dataclass(frozen=True)
@@ -225,7 +229,10 @@ class TurnRunner:
     async def _remember(
         self, plan: TurnPlan, inst: LingmaInstance, attempt: Attempt, text: str, *, store_session: bool
     ) -> None:
-        """Store the session for reuse and the response's delta; both are written behind, off this turn.
+        """Store the session for reuse and the response's delta, written behind; the delta is awaited.
+
+        The session state may be lost to a kill -9 (the next turn starts fresh), but a response id cannot:
+        its client sends only what follows it, so the turn's terminal waits for the commit that holds it.
 
         After a forced retry the session also holds the prose reply and the nudge, which the client never saw:
         storing it would later send a turn into a session whose history differs from the client's.
@@ -241,6 +248,14 @@ class TurnRunner:
             key = await self.offload.run(conv, lambda: plan.chain.extended(reply).key())
             state = SessionState(key=key, session_id=attempt.session_id, instance=inst.id)
         try:
-            self.cache.store(state, response)
+            committed = self.cache.store(state, response)
         except Exception:
             log.exception("could not store the session state; the next turn will start fresh")
+            return
+        if committed is not None:  # a response id the client is about to get must already be on disk
+            try:
+                await asyncio.wait_for(asyncio.shield(committed), _RESPONSE_COMMIT_WAIT)
+            except TimeoutError:
+                log.warning(
+                    "the session cache took over %.0f s to commit response %s", _RESPONSE_COMMIT_WAIT, conv.response_id
+                )

@@ -8,6 +8,7 @@ cache unless Lingma accepted a turn in it; it is never stored after a forced-cho
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -332,3 +333,23 @@ async def test_cached_tokens_count_only_while_the_claimed_session_is_used(
     assert isinstance(finished, Finished) and finished.usage is not None
     assert finished.usage.cached_input_tokens == 0
     assert finished.usage.input_tokens == count_tokens(render(again, tools=[], choice=ToolChoice()).full)
+
+
+async def test_a_response_is_on_disk_before_its_terminal_goes_out(tmp_path: Path) -> None:
+    """A client given a response id sends only what follows it: a kill -9 right after must not lose it."""
+    inst = FakeInstance("inst-0")
+    settings = Settings(lingma_bin="/nonexistent/lingma", gateway_queue_timeout_sec=0.1)
+    path = tmp_path / "cache.sqlite3"
+    service = LingmaBackend(settings, StatsBook(), pool=Pool(settings, instances=[inst]), cache_path=path)
+    await service.cache.open()
+    try:
+        inst.script([answer("First.", "s1")])
+        seen: list[tuple[str, str | None]] | None = None
+        async for event in service.complete(Complete(conversation=conv(user("start"), response_id="resp_1"))):
+            if isinstance(event, Finished):  # read by another connection, as a restarted sidecar would
+                with sqlite3.connect(path) as db:
+                    seen = db.execute("SELECT response_id, parent FROM responses").fetchall()
+        assert seen == [("resp_1", None)]
+    finally:
+        await service.pool.stop()
+        await service.cache.close()
