@@ -25,11 +25,12 @@ from sidecar.lingma.process import LingmaProcess, launch
 from sidecar.lingma.rpc import JsonObject, RpcConnection
 from sidecar.lingma.supervisor import supervise
 
-__all__ = ("InstanceState", "LingmaInstance")
+__all__ = ("LingmaInstance", "ProcessState")
 
 log = logging.getLogger(__name__)
 
-InstanceState = Literal["starting", "login_required", "ready", "restarting", "unhealthy", "stopped"]
+ProcessState = Literal["starting", "login_required", "ready", "restarting", "unhealthy", "stopped"]
+"""The process's own states; operators see ``common.stats.InstanceState``, which folds in login and cool-down."""
 
 _AUTH_KEYS = ("status", "id", "accountId", "name", "userType", "cloudType", "expireTime", "whitelist")
 """What of ``auth/status`` the gateway keeps and shows: never the tokens it also carries."""
@@ -63,7 +64,7 @@ class LingmaInstance:
         self.first_chunk_timeout = rpc_timeout if first_chunk_timeout is None else first_chunk_timeout
         self.restart_delay = restart_delay
         self._env = dict(env) if env else None
-        self._state: InstanceState = "stopped"
+        self._state: ProcessState = "stopped"
         self._changed = asyncio.Event()
         self._proc: LingmaProcess | None = None
         self._conn: RpcConnection | None = None
@@ -90,7 +91,7 @@ class LingmaInstance:
         self._probing: asyncio.Task[None] | None = None
 
     @property
-    def state(self) -> InstanceState:
+    def state(self) -> ProcessState:
         return self._state
 
     @property
@@ -309,7 +310,7 @@ class LingmaInstance:
         if proc is not None:
             await proc.stop()
 
-    def set_state(self, state: InstanceState) -> None:
+    def set_state(self, state: ProcessState) -> None:
         if state != self._state:
             log.info("Lingma instance %s: %s -> %s", self.id, self._state, state)
             self._state = state

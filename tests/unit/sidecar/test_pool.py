@@ -230,5 +230,5 @@ def test_every_process_state_has_its_place_in_the_reported_states() -> None:
     from common.stats import InstanceState
     from sidecar.lingma import instance
 
-    assert set(get_args(instance.InstanceState)) <= {s.value for s in InstanceState}
+    assert set(get_args(instance.ProcessState)) <= {s.value for s in InstanceState}
     assert {s.value for s in InstanceState} >= {"logging_in", "login_failed", "cooling_down"}
