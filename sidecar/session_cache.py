@@ -12,7 +12,9 @@ stores of the last moments, which costs the next turn a fresh session, never a w
 
 A response is different: its client holds its id and sends only what comes after it, so a lost response
 cannot be made up by a fresh turn. ``store`` hands back a future for the commit that holds the response, and
-the turn awaits it before its terminal: an id a client has been given is already on disk. It shares the
+the turn awaits it before its terminal: an id a client has been given is already on disk. A transaction
+SQLite refuses is tried once more; if that fails too, the future says so and the turn ends in an error
+rather than hand out an id that is not saved. It shares the
 group commit with every other store, so it costs one commit's latency, not one transaction per response.
 
 Eviction is least recently used. An entry is used once, when it is claimed (and then deleted), so its last use
@@ -108,7 +110,7 @@ class SessionCache:
         """Held while SQLite is written or read, so pending stores are either in memory or committed."""
         self._sessions: dict[str, tuple[SessionState, float]] = {}
         self._responses: dict[str, tuple[ResponseDelta, float]] = {}
-        self._committed: list[asyncio.Future[None]] = []
+        self._committed: list[asyncio.Future[bool]] = []
         """Waiters for the commit that will hold the pending responses."""
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -171,11 +173,11 @@ class SessionCache:
 
     # -- stores ---------------------------------------------------------------------------------------
 
-    def store(self, state: SessionState | None, response: ResponseDelta | None = None) -> asyncio.Future[None] | None:
+    def store(self, state: SessionState | None, response: ResponseDelta | None = None) -> asyncio.Future[bool] | None:
         """Keep a turn's session state and its response for the writer; returns at once.
 
-        With a response, the future is done once the transaction that holds it has committed (or failed,
-        which is logged and counted as a store failure).
+        With a response, the future is done once the transaction that holds it has ended: True when it
+        committed, False when SQLite refused it twice (logged and counted as store failures).
         """
         if state is not None:
             self._put(state, "stored")
@@ -206,13 +208,14 @@ class SessionCache:
             sessions, self._sessions = self._sessions, {}
             responses, self._responses = self._responses, {}
             committed, self._committed = self._committed, []
+            ok = False
             try:
-                if sessions or responses:
-                    await self._write(sessions, responses)
+                ok = not (sessions or responses) or await self._write(sessions, responses, last_try=False)
+                ok = ok or await self._write(sessions, responses, last_try=True)
             finally:
                 for waiter in committed:
                     if not waiter.done():
-                        waiter.set_result(None)
+                        waiter.set_result(ok)
 
     async def _write_behind(self) -> None:
         while True:
@@ -221,8 +224,13 @@ class SessionCache:
             await self.flush()
 
     async def _write(
-        self, sessions: dict[str, tuple[SessionState, float]], responses: dict[str, tuple[ResponseDelta, float]]
-    ) -> None:
+        self,
+        sessions: dict[str, tuple[SessionState, float]],
+        responses: dict[str, tuple[ResponseDelta, float]],
+        *,
+        last_try: bool,
+    ) -> bool:
+        """One transaction for the batch; False (rolled back) when SQLite refused it."""
         db = self.db
         try:
             await db.executemany(
@@ -236,16 +244,20 @@ class SessionCache:
             evicted = await self._evict(time.time())
             await db.commit()
         except Exception:
+            with contextlib.suppress(Exception):
+                await db.rollback()
+            if not last_try:
+                log.warning("could not write the session cache's pending stores; trying once more", exc_info=True)
+                return False
             log.exception(
                 "could not write %d session entries and %d responses; their follow-ups will start fresh",
                 len(sessions),
                 len(responses),
             )
             self.counters["store_failures"] += len(sessions) + len(responses)
-            with contextlib.suppress(Exception):
-                await db.rollback()
-            return
+            return False
         self.counters["evictions"] += evicted
+        return True
 
     async def _evict(self, now: float) -> int:
         """Drop expired entries and all but the ``max_entries`` most recently used; sweep responses now and then."""

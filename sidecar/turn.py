@@ -3,8 +3,8 @@
 A turn has a frozen ``TurnPlan`` (the prompt, its token counts, the tools) and one ``Attempt`` per
 ``chat/ask``. Lingma's pushes become protocol events here: think text becomes reasoning, visible text goes
 through the tool-call filter, recognised calls get ids. The turn spends its session claim once Lingma
-accepts an ask in the claimed session (or says the session is gone); on a clean finish the new session
-state, and the response's delta, are stored for reuse.
+accepts an ask in the claimed session (or says the session is gone, or leaves the ask unanswered); on a
+clean finish the new session state, and the response's delta, are stored for reuse.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from common.conversation import Conversation, Message, ToolCallRecord, ToolChoice, ToolSpec
-from common.errors import QuotaExhaustedError, RateLimitedError, UpstreamError
+from common.errors import InternalError, QuotaExhaustedError, RateLimitedError, UpstreamError
 from common.protocol import Event, Finished, ReasoningDelta, TextDelta, ToolCall, Usage
 from common.settings import AskMode
-from sidecar.lingma.errors import StaleSessionError
+from sidecar.lingma.errors import AskUnansweredError, StaleSessionError
 from sidecar.lingma.events import AnswerText, AskAccepted, AskFinished, SessionAssigned, ThinkText, ToolInvoked
 from sidecar.lingma.instance import LingmaInstance
 from sidecar.offload import Offload
@@ -156,15 +156,7 @@ class TurnRunner:
         )
         try:
             async for ev in stream:
-                if isinstance(ev, AskAccepted):
-                    reuse = reused_session(claim)
-                    if attempt.is_reply and reuse is not None and attempt.session_id == reuse.session_id:
-                        claim.spend()  # Lingma took a turn in the claimed session: its state moved on
-                elif isinstance(ev, ToolInvoked):
-                    self.book.tools["lingma_tool_invokes"] += 1
-                elif isinstance(ev, (SessionAssigned, AskFinished)):
-                    attempt.session_id = ev.session_id or attempt.session_id
-                elif isinstance(ev, ThinkText) and ev.text:
+                if isinstance(ev, ThinkText) and ev.text:
                     attempt.reasoning.append(ev.text)
                     attempt.content_sent = True
                     yield ReasoningDelta(text=ev.text)
@@ -173,8 +165,25 @@ class TurnRunner:
                         emitted = self._emit(out, attempt)
                         if emitted is not None:
                             yield emitted
+                else:
+                    self._note(ev, attempt, claim)
+        except AskUnansweredError:
+            if attempt.is_reply:  # Lingma may have taken the question: that session's history moved on
+                claim.spend()
+            raise
         finally:
             await stream.aclose()
+
+    def _note(self, ev: object, attempt: Attempt, claim: Claim) -> None:
+        """What an upstream event that is not content changes: the claim, the session id, the counters."""
+        if isinstance(ev, AskAccepted):
+            reuse = reused_session(claim)
+            if attempt.is_reply and reuse is not None and attempt.session_id == reuse.session_id:
+                claim.spend()  # Lingma took a turn in the claimed session: its state moved on
+        elif isinstance(ev, ToolInvoked):
+            self.book.tools["lingma_tool_invokes"] += 1
+        elif isinstance(ev, (SessionAssigned, AskFinished)):
+            attempt.session_id = ev.session_id or attempt.session_id
 
     def _forced_retry(self, attempts: list[Attempt]) -> Attempt:
         """A forced tool choice answered in prose: ask once more in the same session, then give up."""
@@ -254,8 +263,13 @@ class TurnRunner:
             return
         if committed is not None:  # a response id the client is about to get must already be on disk
             try:
-                await asyncio.wait_for(asyncio.shield(committed), _RESPONSE_COMMIT_WAIT)
-            except TimeoutError:
+                saved = await asyncio.wait_for(asyncio.shield(committed), _RESPONSE_COMMIT_WAIT)
+            except TimeoutError:  # still pending, so still found: only a kill before it commits would lose it
                 log.warning(
                     "the session cache took over %.0f s to commit response %s", _RESPONSE_COMMIT_WAIT, conv.response_id
+                )
+                return
+            if not saved:  # never hand out an id that cannot be continued
+                raise InternalError(
+                    "the response could not be saved, so it could not be continued; send the request again"
                 )

@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from common.errors import GatewayError, UpstreamTimeoutError
-from sidecar.lingma.errors import classify_finish
+from sidecar.lingma.errors import AskUnansweredError, classify_finish
 from sidecar.lingma.events import AskAccepted, UpstreamEvent
 from sidecar.lingma.pushes import PushTracker
 from sidecar.lingma.rpc import JsonObject, RpcConnection, RpcError
@@ -46,7 +46,7 @@ async def run_ask(
         try:
             refused = await _send_ask(conn, params, instance_id=instance_id, timeout=first_wait)
         except UpstreamTimeoutError:
-            raise _no_first_chunk(instance_id, tracker.request_id, first_wait) from None
+            raise _no_first_chunk(instance_id, tracker.request_id, first_wait, AskUnansweredError) from None
         if refused is not None:
             stop_needed = False
             raise refused
@@ -98,7 +98,9 @@ def _timed_out(instance_id: str, request_id: str, timeout: float | None, first_w
     return UpstreamTimeoutError(f"no chat/finish from Lingma instance {instance_id} within {timeout:g}s")
 
 
-def _no_first_chunk(instance_id: str, request_id: str, wait: float) -> UpstreamTimeoutError:
+def _no_first_chunk(
+    instance_id: str, request_id: str, wait: float, kind: type[UpstreamTimeoutError] = UpstreamTimeoutError
+) -> UpstreamTimeoutError:
     log.warning(
         "Lingma instance %s sent no first chunk for request %s within %gs (LINGMA_FIRST_CHUNK_TIMEOUT); "
         "stopping that turn, the instance keeps running",
@@ -106,4 +108,4 @@ def _no_first_chunk(instance_id: str, request_id: str, wait: float) -> UpstreamT
         request_id,
         wait,
     )
-    return UpstreamTimeoutError(f"Lingma instance {instance_id} sent no first chunk within {wait:g}s")
+    return kind(f"Lingma instance {instance_id} sent no first chunk within {wait:g}s")

@@ -20,6 +20,7 @@ from common.errors import (
 
 __all__ = (
     "DEFAULT_RETRY_AFTER_S",
+    "AskUnansweredError",
     "StaleSessionError",
     "classify_finish",
     "finish_status",
@@ -36,6 +37,10 @@ _LOGIN_CODES = ("NOT_LOGIN", "LOGIN_EXPIRED", "UNAUTHORIZED", "NOT_LOGGED_IN")
 
 class StaleSessionError(UpstreamError):
     """Lingma rejected or forgot the session id it was given; the caller may retry in a fresh session."""
+
+
+class AskUnansweredError(UpstreamTimeoutError):
+    """``chat/ask`` went out but was not answered in time: Lingma may have added it to the session anyway."""
 
 
 def classify_finish(params: Mapping[str, Any], *, instance_id: str | None = None) -> GatewayError:

@@ -45,12 +45,13 @@ class Subscription:
     async def take(self, deadline: float | None = None) -> list[JsonObject]:
         """Every push already here, waiting for one only when there is none.
 
-        ``TimeoutError`` once ``deadline`` (loop time) has passed; ``UpstreamUnavailableError`` when the socket
-        is gone and every push that came before that was taken.
+        What already arrived is always taken, even at the deadline (a ``chat/finish`` that came in time is
+        not thrown away); ``TimeoutError`` when none is here and ``deadline`` (loop time) has passed;
+        ``UpstreamUnavailableError`` when the socket is gone and every push that came before that was taken.
         """
-        if deadline is not None and self._loop.time() >= deadline:
-            raise TimeoutError
         if not self._items:
+            if deadline is not None and self._loop.time() >= deadline:
+                raise TimeoutError
             await self._wait(deadline)
         items = list(self._items)
         self._items.clear()

@@ -212,6 +212,10 @@ async def test_take_returns_every_push_already_there_and_honours_its_deadline(
         await sub.take(loop.time() + 0.05)
     await peer.push(*({"method": "chat/answer", "params": {"requestId": "r1", "text": t}} for t in "abc"))
     assert [p["params"]["text"] for p in await sub.take(loop.time() + 5)] == ["a", "b", "c"]
+    # A push that arrived in time is taken even once the deadline has passed, not thrown away.
+    await peer.push({"id": "s-late", "method": "chat/answer", "params": {"requestId": "r1", "text": "d"}})
+    await peer.wait_for(lambda f: f.get("id") == "s-late" and f.get("result") is True)
+    assert [p["params"]["text"] for p in await sub.take(loop.time() - 1)] == ["d"]
     await peer.push({"method": "chat/finish", "params": {"requestId": "r1"}})
     assert peer.ws is not None
     await peer.ws.close()

@@ -16,10 +16,16 @@ from typing import Any
 import pytest
 
 from common.conversation import Conversation, Message, TextPart, ToolChoice, ToolSpec
-from common.errors import PreviousResponseNotFoundError, RateLimitedError, UpstreamError
+from common.errors import (
+    InternalError,
+    PreviousResponseNotFoundError,
+    RateLimitedError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
 from common.protocol import Complete, Event, Finished, Started, TextDelta, ToolCall
 from common.settings import Settings
-from sidecar.lingma.errors import StaleSessionError
+from sidecar.lingma.errors import AskUnansweredError, StaleSessionError
 from sidecar.lingma.events import AnswerText, AskAccepted, AskFinished, SessionAssigned, ThinkText
 from sidecar.pool import Pool
 from sidecar.prompt import FORCED_CALL_NUDGE, render
@@ -335,21 +341,53 @@ async def test_cached_tokens_count_only_while_the_claimed_session_is_used(
     assert finished.usage.input_tokens == count_tokens(render(again, tools=[], choice=ToolChoice()).full)
 
 
-async def test_a_response_is_on_disk_before_its_terminal_goes_out(tmp_path: Path) -> None:
-    """A client given a response id sends only what follows it: a kill -9 right after must not lose it."""
+@pytest.fixture
+async def on_disk(tmp_path: Path) -> AsyncIterator[tuple[LingmaBackend, FakeInstance, Path]]:
+    """The backend with its cache in a real file, which another connection can read."""
     inst = FakeInstance("inst-0")
     settings = Settings(lingma_bin="/nonexistent/lingma", gateway_queue_timeout_sec=0.1)
     path = tmp_path / "cache.sqlite3"
     service = LingmaBackend(settings, StatsBook(), pool=Pool(settings, instances=[inst]), cache_path=path)
     await service.cache.open()
-    try:
-        inst.script([answer("First.", "s1")])
-        seen: list[tuple[str, str | None]] | None = None
+    yield service, inst, path
+    await service.pool.stop()
+    await service.cache.close()
+
+
+async def test_a_response_is_on_disk_before_its_terminal_goes_out(
+    on_disk: tuple[LingmaBackend, FakeInstance, Path],
+) -> None:
+    """A client given a response id sends only what follows it: a kill -9 right after must not lose it."""
+    service, inst, path = on_disk
+    inst.script([answer("First.", "s1")])
+    seen: list[tuple[str, str | None]] | None = None
+    async for event in service.complete(Complete(conversation=conv(user("start"), response_id="resp_1"))):
+        if isinstance(event, Finished):  # read by another connection, as a restarted sidecar would
+            with sqlite3.connect(path) as db:
+                seen = db.execute("SELECT response_id, parent FROM responses").fetchall()
+    assert seen == [("resp_1", None)]
+
+
+async def test_a_response_sqlite_refuses_ends_the_turn_in_an_error_not_a_lost_id(
+    on_disk: tuple[LingmaBackend, FakeInstance, Path],
+) -> None:
+    service, inst, _ = on_disk
+    await service.cache.db.execute("DROP TABLE responses")  # every write of a response now fails
+    inst.script([answer("First.", "s1")])
+    seen: list[Event] = []
+    with pytest.raises(InternalError, match="could not be saved"):
         async for event in service.complete(Complete(conversation=conv(user("start"), response_id="resp_1"))):
-            if isinstance(event, Finished):  # read by another connection, as a restarted sidecar would
-                with sqlite3.connect(path) as db:
-                    seen = db.execute("SELECT response_id, parent FROM responses").fetchall()
-        assert seen == [("resp_1", None)]
-    finally:
-        await service.pool.stop()
-        await service.cache.close()
+            seen.append(event)
+    assert text_of(seen) == "First." and not any(isinstance(e, Finished) for e in seen)
+    assert service.cache.counters["store_failures"] >= 1
+
+
+async def test_a_claim_is_spent_when_the_ask_goes_unanswered(backend: tuple[LingmaBackend, FakeInstance]) -> None:
+    """Lingma may have added an unanswered question to the session: reusing it would run on another history."""
+    service, inst = backend
+    follow = await first_turn(service, inst)
+    inst.script([[AskUnansweredError("no answer to chat/ask")]])
+    with pytest.raises(UpstreamTimeoutError):
+        await run(service, follow)
+    assert service.book.session_cache["restored"] == 0
+    assert await take(service, follow) is None
