@@ -57,10 +57,11 @@ __all__ = (
 )
 
 PROTOCOL_MAJOR = 2
-PROTOCOL_MINOR = 0
+PROTOCOL_MINOR = 1
 """1.1: ``HelloOk`` names the sidecar's pid and data dir, so ``serve`` can tell its own sidecar from another's.
 1.2: the login and session-bundle operations (``LoginStart`` … ``ImportSession``, ``AdminResult``).
-2.0: ``Stats`` carries the stats object as typed fields (``common/stats.py``) instead of JSON text."""
+2.0: ``Stats`` carries the stats object as typed fields (``common/stats.py``) instead of JSON text.
+2.1: an instance's ``probes`` count the probes excused as busy (``busy_total``)."""
 
 
 class _Op(msgspec.Struct, tag_field="op", kw_only=True, omit_defaults=True):

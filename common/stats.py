@@ -51,6 +51,8 @@ class _Doc(msgspec.Struct, kw_only=True):
 class Probes(_Doc):
     total: int = 0
     missed_total: int = 0
+    busy_total: int = 0
+    """Probes left unanswered while Lingma went on answering other work: busy, not hung."""
     missed_in_a_row: int = 0
     last_answer_at: float | None = None
     """Unix time of the last answered ``auth/status`` probe."""

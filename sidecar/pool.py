@@ -261,6 +261,7 @@ class Pool:
             probes=Probes(
                 total=inst.prober.probes_total,
                 missed_total=inst.prober.missed_total,
+                busy_total=inst.prober.busy_total,
                 missed_in_a_row=inst.prober.misses,
                 last_answer_at=inst.prober.last_answer_at,
             ),

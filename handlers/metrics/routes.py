@@ -43,6 +43,11 @@ def sidecar_metrics(stats: StatsReport) -> Iterator[Metric]:
     missed = CounterMetricFamily(
         "lingma_gateway_instance_probes_missed", "unanswered auth/status probes", labels=["instance"]
     )
+    busy = CounterMetricFamily(
+        "lingma_gateway_instance_probes_busy",
+        "auth/status probes unanswered while the process answered other work (not counted as missed)",
+        labels=["instance"],
+    )
     attempts = GaugeMetricFamily(
         "lingma_gateway_instance_login_attempts", "attempts of the current or last login", labels=["instance", "state"]
     )
@@ -53,8 +58,9 @@ def sidecar_metrics(stats: StatsReport) -> Iterator[Metric]:
         restarts.add_metric([inst.id], inst.restarts_total)
         hung.add_metric([inst.id], inst.unhealthy_total)
         missed.add_metric([inst.id], inst.probes.missed_total)
+        busy.add_metric([inst.id], inst.probes.busy_total)
         attempts.add_metric([inst.id, inst.auto_login.state], inst.auto_login.attempts)
-    yield from (states, served, restarts, hung, missed, attempts)
+    yield from (states, served, restarts, hung, missed, busy, attempts)
     for section, counters in (
         ("requests", stats.requests),
         ("session_cache", stats.session_cache),

@@ -81,7 +81,8 @@ class RpcConnection:
         """Subscriptions that named their session, for pushes that carry a ``sessionId`` but no ``requestId``."""
         self._tasks: set[asyncio.Task[None]] = set()
         self.messages_received = 0
-        """WebSocket messages read from Lingma: the instance's prober takes any as a sign of life."""
+        """Messages that show Lingma working (answers to our requests, pushes other than window/telemetry
+        notices): the instance's prober takes any as a sign of life, so a process that only chatters is not."""
         self._closed_reason: str | None = None
         self._closed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
@@ -177,7 +178,6 @@ class RpcConnection:
             while True:
                 # Bytes, not text: the frame parser cuts by byte length, so decoding first would be wasted.
                 message = await self._ws.recv(decode=False)
-                self.messages_received += 1
                 for frame in self._parser.feed(message):
                     reply = self._dispatch(frame)
                     if reply is not None:
@@ -203,6 +203,7 @@ class RpcConnection:
         method = message.get("method")
         if isinstance(method, str):
             return self._on_push(method, message)
+        self.messages_received += 1
         entry = self._pending.get(str(message.get("id")))
         if entry is None:
             log.debug("%s sent a response nobody waits for: id %r", self._name, message.get("id"))
@@ -225,6 +226,7 @@ class RpcConnection:
             reply = encode_message({"jsonrpc": "2.0", "id": message["id"], "result": result})
         if method.startswith(_NOISE_PREFIXES):
             return reply
+        self.messages_received += 1
         raw = message.get("params")
         params: JsonObject = raw if isinstance(raw, dict) else {}
         push = {"method": method, "params": params}

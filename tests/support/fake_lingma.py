@@ -43,6 +43,7 @@ class Ask:
 class FakeProber:
     probes_total: int = 0
     missed_total: int = 0
+    busy_total: int = 0
     misses: int = 0
     last_answer_at: float | None = None
 

@@ -57,6 +57,8 @@ def test_a_hung_lingma_is_unhealthy_within_seconds_then_restarted(login_gateways
     assert r.status_code == 200, r.text
     metrics = httpx.get(gw.url + "/metrics", headers=KEY_HEADERS, timeout=5).text
     assert 'lingma_gateway_instance_unhealthy_total{instance="inst-0"} 1.0' in metrics
+    # A process that answers nothing at all is hung, never excused as busy.
+    assert 'lingma_gateway_instance_probes_busy_total{instance="inst-0"} 0.0' in metrics
 
 
 def test_new_turns_go_to_the_other_instance_while_one_hangs(login_gateways: Any) -> None:

@@ -240,3 +240,17 @@ async def test_big_integer_ids_and_unicode_survive_the_round_trip(pair: tuple[Pe
         "n": -(2**64),
         "f": 0.1,
     }
+
+
+async def test_only_messages_that_show_lingma_working_count_as_a_sign_of_life(pair: tuple[Peer, RpcConnection]) -> None:
+    """The prober excuses a missed probe while Lingma keeps working; window/telemetry chatter is not work."""
+    peer, conn = pair
+    conn.subscribe("r1")
+    before = conn.messages_received
+    await peer.push({"id": "n-1", "method": "telemetry/event", "params": {}})
+    await peer.push({"id": "n-2", "method": "window/logMessage", "params": {"message": "still here"}})
+    await peer.wait_for(lambda f: f.get("id") == "n-2")
+    assert conn.messages_received == before
+    await peer.push({"id": "s-1", "method": "chat/answer", "params": {"requestId": "r1", "text": "a"}})
+    await peer.wait_for(lambda f: f.get("id") == "s-1")
+    assert conn.messages_received == before + 1

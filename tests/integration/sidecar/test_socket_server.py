@@ -182,11 +182,11 @@ async def test_a_different_major_fails_loudly_naming_both_versions(sidecar_facto
 
 async def test_a_handler_of_protocol_1_2_is_refused_naming_both_versions(sidecar_factory, short_dir: Path) -> None:
     """2.0 typed the stats frame; a 1.2 handler would misread it, so the handshake refuses it and says why."""
-    assert (PROTOCOL_MAJOR, PROTOCOL_MINOR) == (2, 0)
+    assert (PROTOCOL_MAJOR, PROTOCOL_MINOR) == (2, 1)
     side = sidecar_factory(["--script", str(script(short_dir))])
     reply = await _hello(side.socket, 1, 2)
     assert isinstance(reply, Failed) and reply.code == "protocol"
-    assert "handler protocol 1.2 is incompatible with sidecar protocol 2.0" in reply.message
+    assert "handler protocol 1.2 is incompatible with sidecar protocol 2.1" in reply.message
 
 
 async def test_a_sidecar_of_protocol_1_2_is_refused_by_the_client_naming_both_versions(short_dir: Path) -> None:
@@ -201,7 +201,7 @@ async def test_a_sidecar_of_protocol_1_2_is_refused_by_the_client_naming_both_ve
     async with server:
         with pytest.raises(ProtocolVersionError) as info:
             await SidecarClient(path).stats()
-    assert info.value.message == "sidecar protocol 1.2 is incompatible with handler protocol 2.0"
+    assert info.value.message == "sidecar protocol 1.2 is incompatible with handler protocol 2.1"
 
 
 async def test_a_newer_minor_is_accepted(sidecar_factory, short_dir: Path) -> None:

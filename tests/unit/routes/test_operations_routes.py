@@ -124,7 +124,13 @@ async def test_admin_stats_keep_the_documented_shape() -> None:
         "id", "state", "pid", "in_flight", "served_total", "restarts_total", "unhealthy_total", "probes", "auth",
         "auto_login", "reason", "cooldown_until", "last_error",
     ]  # fmt: skip
-    assert inst["probes"] == {"total": 0, "missed_total": 0, "missed_in_a_row": 0, "last_answer_at": None}
+    assert inst["probes"] == {
+        "total": 0,
+        "missed_total": 0,
+        "busy_total": 0,
+        "missed_in_a_row": 0,
+        "last_answer_at": None,
+    }
     assert set(inst["auto_login"]) == {"state", "attempts", "max_attempts", "step", "last_error", "started_at", "finished_at"}  # fmt: skip
     assert list(snap["backpressure"]) == ["in_flight", "in_flight_max", "limit", "queued", "rejected_total"]
     assert list(snap["key_share"]) == ["limit", "in_flight", "in_flight_max", "rejected_total"]
