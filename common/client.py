@@ -116,12 +116,18 @@ class SidecarClient:
     """Pooled client; one call at a time per connection, so frames need no request ids."""
 
     def __init__(
-        self, target: str | Path | Transport, *, max_idle: int = 32, connect_timeout: float = CONNECT_TIMEOUT
+        self,
+        target: str | Path | Transport,
+        *,
+        max_idle: int = 32,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        handshake_timeout: float = UNARY_TIMEOUT,
     ) -> None:
         self.transport: Transport = UnixTransport(target) if isinstance(target, (str, Path)) else target
         self._idle: deque[Connection] = deque()
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
+        self._handshake_timeout = max(handshake_timeout, connect_timeout)
         self._pulse = Pulse()
         self.connections_opened = 0
         """How many connections this client has dialled; tests use it to see reuse."""
@@ -172,10 +178,12 @@ class SidecarClient:
         """The handshake's answer, waiting as long as the sidecar shows it is alive.
 
         Under a burst of new connections both processes are busy and a handshake can take longer than
-        ``connect_timeout`` while the sidecar answers hundreds of others; it is given up on only once the
-        sidecar has sent nothing on any connection for a whole ``connect_timeout``.
+        ``connect_timeout`` while the sidecar answers hundreds of others; it is given up on once the sidecar
+        has sent nothing on any connection for a whole ``connect_timeout``, and in any case after
+        ``handshake_timeout`` (a sidecar whose old streams flow but which never answers new connections).
         """
         answer = asyncio.ensure_future(conn.receive())
+        give_up_at = time.monotonic() + self._handshake_timeout
         try:
             while True:
                 waiting_since = time.monotonic()
@@ -188,7 +196,7 @@ class SidecarClient:
                     await asyncio.sleep(0)
                 if answer.done():
                     return answer.result()
-                if self._pulse.heard_at < waiting_since:
+                if self._pulse.heard_at < waiting_since or time.monotonic() >= give_up_at:
                     raise SidecarUnavailableError("the sidecar is not reachable at its socket (TimeoutError)")
         finally:
             if not answer.done():

@@ -151,6 +151,42 @@ async def test_a_slow_handshake_is_waited_for_while_the_sidecar_answers_others(s
         await client.aclose()
 
 
+async def test_a_handshake_is_given_up_on_in_the_end_while_old_streams_still_flow(short_dir: Path) -> None:
+    """A sidecar whose old streams flow but which never answers a new connection is unavailable, not a hang."""
+    busy = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_frame(reader)
+        await read_frame(reader)
+        if not busy.is_set():  # the first connection: a stream that keeps sending
+            busy.set()
+            writer.write(pack_frame(encode(HelloOk(major=PROTOCOL_MAJOR, minor=0))))
+            while not stop.is_set():
+                writer.write(pack_frame(encode(TextDelta(text="."))))
+                await writer.drain()
+                await asyncio.sleep(0.02)
+            writer.write(pack_frame(encode(Finished())))
+            await writer.drain()
+        await reader.read()  # the second: never answered
+
+    async with await asyncio.start_unix_server(handle, path=str(short_dir / "f.sock")):
+        client = SidecarClient(short_dir / "f.sock", connect_timeout=0.1, handshake_timeout=0.5)
+
+        async def read_stream() -> list[object]:
+            async with client.stream(OP) as events:
+                return [e async for e in events]
+
+        reading = asyncio.create_task(read_stream())
+        await busy.wait()
+        async with asyncio.timeout(10):  # without the cap this would wait as long as the stream flows
+            with pytest.raises(SidecarUnavailableError):
+                await client.ping()
+        stop.set()
+        assert isinstance((await reading)[-1], Finished)
+        await client.aclose()
+
+
 async def test_a_sidecar_that_answers_nothing_is_unavailable(short_dir: Path) -> None:
     """A hung sidecar (its socket accepts, nothing answers) is a 503, not a request left hanging."""
 
