@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextvars
 import time
 import zlib
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
@@ -69,6 +70,16 @@ def _unzstd(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
+def mark_arrival(scope: Mapping[str, Any]) -> None:
+    """Keep the arrival time the HTTP guard stamped for the rest of this request's task.
+
+    Called by the request middleware, in the task the route runs in: a dependency may be resolved in a task
+    of its own, where a context variable it set would not reach the route.
+    """
+    arrived = scope.get("state", {}).get(ARRIVED_AT)
+    _ARRIVED_AT.set(arrived if isinstance(arrived, float) else time.time())
+
+
 def arrival_time() -> float:
     """The Unix time this request arrived (its head was complete): where its queue wait starts."""
     arrived = _ARRIVED_AT.get()
@@ -76,8 +87,6 @@ def arrival_time() -> float:
 
 
 async def read_body(request: Request[object, object, State], limit: int) -> bytes:
-    arrived = request.scope.get("state", {}).get(ARRIVED_AT)
-    _ARRIVED_AT.set(arrived if isinstance(arrived, float) else time.time())
     raw = await _read_limited(request, limit)
     encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
     if encoding in ("identity", ""):

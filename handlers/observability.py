@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from common.log import REQUEST_ID
+from handlers.body import mark_arrival
 
 __all__ = ("HTTP_METRICS", "HttpMetrics", "RequestIdMiddleware")
 
@@ -97,6 +98,7 @@ class RequestIdMiddleware:
                 break
         request_id = given if _SANE_ID.match(given) else "req_" + uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
+        mark_arrival(scope)
         route = route_label(scope)
         started = time.perf_counter()
         status = 500
