@@ -39,10 +39,6 @@ class ThinkSplitter:
         self._mode: _Mode = "answer"
         self._pending = ""
 
-    @property
-    def in_think(self) -> bool:
-        return self._mode != "answer"
-
     def feed(self, chunk: str) -> list[Piece]:
         if not self._pending and self._mode == "answer" and _plain(chunk):
             return [AnswerText(chunk)] if chunk else []
