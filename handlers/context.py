@@ -116,12 +116,16 @@ GATEWAY_DEPENDENCIES = {"gateway": Provide(_provide_gateway)}
 """The app's dependencies: every route may take ``gateway: GatewayContext``."""
 
 
-def require_api_key(connection: Connection, _handler: BaseRouteHandler) -> None:
-    """The guard of every dialect route: 401 in the route's dialect unless the caller's key is one of ours."""
+async def require_api_key(connection: Connection, _handler: BaseRouteHandler) -> None:
+    """The guard of every dialect route: 401 in the route's dialect unless the caller's key is one of ours.
+
+    Guards are coroutines because Litestar runs a plain function guard in a worker thread, a thread hop
+    per request for a check that never blocks.
+    """
     connection.scope.setdefault("state", {})[_CALLER_KEY] = context_of(connection).authenticate(connection)
 
 
-def require_admin(connection: Connection, _handler: BaseRouteHandler) -> None:
+async def require_admin(connection: Connection, _handler: BaseRouteHandler) -> None:
     """The guard of the operator routes: ``ADMIN_TOKEN``, else an API key (404 with neither)."""
     context_of(connection).authenticate_admin(connection)
 

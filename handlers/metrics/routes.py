@@ -92,7 +92,7 @@ class _Snapshot:
         yield from sidecar_metrics(self.stats)
 
 
-def _authorise(request: Connection, _handler: BaseRouteHandler) -> None:
+async def _authorise(request: Connection, _handler: BaseRouteHandler) -> None:
     """The guard of ``/metrics``: public, ``METRICS_TOKEN``, or an API key (docs/operations.md §2)."""
     ctx = context_of(request)
     settings = ctx.settings
