@@ -112,6 +112,17 @@ async def test_the_request_goes_out_with_the_handshake(short_dir: Path) -> None:
         await client.aclose()
 
 
+async def _stream_until(stop: asyncio.Event, writer: asyncio.StreamWriter) -> None:
+    """Answer the handshake, then keep a stream flowing until ``stop``: a sidecar visibly alive."""
+    writer.write(pack_frame(encode(HelloOk(major=PROTOCOL_MAJOR, minor=0))))
+    while not stop.is_set():
+        writer.write(pack_frame(encode(TextDelta(text="."))))
+        await writer.drain()
+        await asyncio.sleep(0.02)
+    writer.write(pack_frame(encode(Finished())))
+    await writer.drain()
+
+
 async def test_a_slow_handshake_is_waited_for_while_the_sidecar_answers_others(short_dir: Path) -> None:
     """A sidecar busy with other connections is not a lost one, however long one handshake takes."""
     busy = asyncio.Event()
@@ -123,12 +134,7 @@ async def test_a_slow_handshake_is_waited_for_while_the_sidecar_answers_others(s
         assert first is not None
         if not busy.is_set():  # the first connection: a stream that keeps sending
             busy.set()
-            writer.write(pack_frame(encode(HelloOk(major=PROTOCOL_MAJOR, minor=0))))
-            while not stop.is_set():
-                writer.write(pack_frame(encode(TextDelta(text="."))))
-                await writer.drain()
-                await asyncio.sleep(0.02)
-            writer.write(pack_frame(encode(Finished())))
+            await _stream_until(stop, writer)
         else:  # the second: its handshake waits for five of the client's connect timeouts
             await asyncio.sleep(0.5)
             writer.write(pack_frame(encode(HelloOk(major=PROTOCOL_MAJOR, minor=0))))
@@ -161,13 +167,7 @@ async def test_a_handshake_is_given_up_on_in_the_end_while_old_streams_still_flo
         await read_frame(reader)
         if not busy.is_set():  # the first connection: a stream that keeps sending
             busy.set()
-            writer.write(pack_frame(encode(HelloOk(major=PROTOCOL_MAJOR, minor=0))))
-            while not stop.is_set():
-                writer.write(pack_frame(encode(TextDelta(text="."))))
-                await writer.drain()
-                await asyncio.sleep(0.02)
-            writer.write(pack_frame(encode(Finished())))
-            await writer.drain()
+            await _stream_until(stop, writer)
         await reader.read()  # the second: never answered
 
     async with await asyncio.start_unix_server(handle, path=str(short_dir / "f.sock")):
