@@ -1,12 +1,15 @@
 """The journal: one JSON line per JSON-RPC message received or sent, so tests learn what reached "Lingma".
 
 It is bounded: past ``max_bytes`` the file is moved to ``<name>.1`` (replacing the previous one) and a new one
-begins, so a long-running simulator keeps at most twice that on disk.
+begins, so a long-running simulator keeps at most twice that on disk. Only a regular file is bounded: a device
+or a pipe (``/dev/null``, a FIFO a test reads) is only ever written to, never moved or removed.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -24,14 +27,15 @@ class Journal:
         self._path = path
         self._max_bytes = max_bytes
         self._file = path.open("a", encoding="utf-8")
-        self._size = self._file.tell()
+        self._bounded = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
+        self._size = self._file.tell() if self._bounded else 0
 
     def _rotate(self) -> None:
         self._file.close()
         try:
             self._path.replace(self._path.with_name(self._path.name + ".1"))
         except OSError:
-            self._path.unlink(missing_ok=True)  # e.g. /dev/null cannot be moved; nothing to keep either
+            self._path.open("w", encoding="utf-8").close()  # it could not be moved aside: begin it again in place
         self._file = self._path.open("a", encoding="utf-8")
         self._size = 0
 
@@ -51,7 +55,7 @@ class Journal:
         except (ValueError, RecursionError):
             text = json.dumps({key: line[key] for key in ("t", "dir", "method", "id")}, default=str)
         size = len(text.encode()) + 1
-        if self._size and self._size + size > self._max_bytes:
+        if self._bounded and self._size and self._size + size > self._max_bytes:
             self._rotate()
         self._file.write(text + "\n")
         self._file.flush()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -144,3 +146,23 @@ def test_the_simulator_journal_is_bounded(tmp_path: Path) -> None:
     assert path.stat().st_size <= 20_000 and rotated.stat().st_size <= 20_000
     last = json.loads(path.read_text().splitlines()[-1])
     assert last["id"] == 1_999  # the newest lines are kept
+
+
+def test_a_journal_that_is_not_a_regular_file_is_never_moved(tmp_path: Path) -> None:
+    """``LINGMA_SIM_JOURNAL=/dev/null`` (the benchmark's default) must leave the device where it is.
+
+    A FIFO stands in for the device here: moving or removing it would show the same way.
+    """
+    path = tmp_path / "journal.fifo"
+    os.mkfifo(path)
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # so that opening it for writing does not block
+    try:
+        journal = Journal(path, max_bytes=200)
+        for n in range(50):
+            journal.record("in", {"id": n, "method": "chat/ask", "params": {"questionText": "x" * 50}})
+            os.read(reader, 65536)
+        journal.close()
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(path.lstat().st_mode), "the pipe is still there, untouched"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.fifo"], "nothing was moved aside"
