@@ -125,6 +125,16 @@ def render_extended(ext: Row) -> str:
             f"ratio served/baseline {chunks['ratio']['us_per_chunk']} per chunk, "
             f"{chunks['ratio']['ms_per_turn']} per turn"
         )
+    floor = chunks.get("floor")
+    if floor:
+        ratio = chunks["floor_ratio"]
+        out.append(
+            f"  floor on this machine (bench/floor.py): a bare relay {floor['relay_handler_us_per_message']:.1f} "
+            f"us/message in serve's shape, {floor['relay_sidecar_us_per_message']:.1f} in the sidecar's; a bare "
+            f"Litestar streaming route {floor['route_ms_per_request']:.3f} ms/request; ratios http "
+            f"{ratio['http_per_chunk']} per chunk, {ratio['http_per_turn']} per turn, sidecar "
+            f"{ratio['sidecar_per_chunk']} per chunk"
+        )
     for size, lat in chunks["latency"].items():
         out.append(
             f"  {size:>3} chunks: TTFT p50 {lat['ttft_p50_ms']:.2f} ms (baseline {lat['baseline_ttft_p50_ms']:.2f}), "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 from bench.capacity import nofile_needed, open_streams, raise_nofile, startup
 from bench.config import SLOW_GAP_MS, Config, gateway_env
 from bench.extended import agent_session, chunk_series
+from bench.floor import floor_ratios, measure_floors
 from bench.procs import Processes
 from bench.report import nofile_text
 from bench.stack import Gateway, Simulator, start_gateway
@@ -37,6 +39,9 @@ async def measure_extended(
     if cfg.chunk_turns > 0:
         _progress("extended: streamed replies of 20 and 200 chunks")
         out["chunks"] = await chunk_series(sim, gw, turns=cfg.chunk_turns)
+        _progress("extended: the floor (bare relays and a bare Litestar route)")
+        out["chunks"]["floor"] = floor = await asyncio.to_thread(measure_floors)
+        out["chunks"]["floor_ratio"] = floor_ratios(out["chunks"]["processes"], floor)
     procs = Processes(root)
     try:
         _progress("extended: start-up to the first valid completion")

@@ -78,3 +78,26 @@ def test_extended_phases_run_small_and_report_against_their_baselines(tmp_path: 
     assert 0 < streams["worst_gap_ms"] < streams["baseline_worst_gap_ms"]
     assert streams["ttfb_max_ms"] >= streams["ttfb_p50_ms"] > 0
     assert streams["rss_ratio"] > 0 and streams["ttfb_max_ratio"] > 0
+    # The floor: three bare programs measured in the same run, each figure read as a ratio to its shape's.
+    chunks = ext["chunks"]
+    floor = chunks["floor"]
+    assert floor["relay_handler_us_per_message"] > 0 and floor["relay_sidecar_us_per_message"] > 0
+    assert floor["route_ms_per_request"] > 0
+    http = chunks["processes"]["http"]
+    assert chunks["floor_ratio"]["http_per_chunk"] == round(
+        http["us_per_chunk"] / floor["relay_handler_us_per_message"], 2
+    )
+    assert chunks["floor_ratio"]["http_per_turn"] == round(http["ms_per_turn"] / floor["route_ms_per_request"], 2)
+    assert "floor on this machine" in done.stdout
+
+
+def test_each_floor_program_runs_alone_and_prints_one_figure() -> None:
+    """``python -m bench.floor`` as the benchmark runs it: a positive figure, and a clear refusal of a wrong call."""
+    for args in (["relay", "handler", "300"], ["relay", "sidecar", "300"], ["route", "100"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.floor", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert json.loads(done.stdout)["value"] > 0, args
+    bad = subprocess.run([sys.executable, "-m", "bench.floor", "relay", "nowhere", "3"], cwd=ROOT, capture_output=True)
+    assert bad.returncode == 2 and b"usage" in bad.stderr
